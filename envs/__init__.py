@@ -1,0 +1,36 @@
+"""Domain-randomized MuJoCo environments: robot tasks, physical randomization, batched worlds.
+
+>>> import envs
+>>> env = envs.make("go1-velocity", num_envs=256, device="cpu", dr="uniform", seed=0)
+>>> obs = env.reset()                      # torch.Tensor (256, 45)
+>>> obs, reward, terminated, truncated, info = env.step(actions)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from envs.randomization import Distribution, Fixed, ParamRange, RandomizationError, Uniform
+from envs.robot_state import RobotState
+from envs.tasks import TASKS, Task, TaskConfig, make_config, make_task, task_names
+
+
+def make(task: str | Task, num_envs: int = 1, device: Any = "cpu",
+         dr: str | Mapping | Distribution | None = "none", seed: int = 0, *,
+         config: TaskConfig | None = None, nthread: int | None = None, **overrides):
+    """Builds a :class:`~envs.batched.BatchedEnv`.
+
+    ``task``: a task name (``envs.task_names()``) or a built task. ``dr``: ``"none"`` (nominal
+    physics), ``"uniform"`` (the task's default ranges), a mapping ``{param: (low, high)}`` or a
+    distribution object. ``overrides`` set task config fields, e.g. ``model="my_go1.xml"``.
+    """
+    from envs.batched import BatchedEnv
+    if isinstance(task, str):
+        task = make_task(task, config=config, **overrides)
+    elif config is not None or overrides:
+        raise ValueError("config/overrides apply only when the task is given by name")
+    return BatchedEnv(task, num_envs, device=device, dr=dr, seed=seed, nthread=nthread)
+
+
+__all__ = ["make", "make_task", "make_config", "task_names", "TASKS", "Task", "TaskConfig",
+           "RobotState", "Distribution", "Fixed", "Uniform", "ParamRange", "RandomizationError"]

@@ -1,0 +1,124 @@
+"""What every task provides. A task is a config dataclass (the knobs) plus a ``Task`` subclass
+(the functions), all vectorized over a leading batch dimension of worlds.
+
+Observations are computed only from the :class:`~envs.robot_state.RobotState` record, never
+from MjData, so the robot runtime can call the same ``observation`` on hardware readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from envs.assets import load_model
+from envs.robot_state import RobotState
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task has. Subclasses add their rewards, commands and ranges."""
+
+    model: str = ""                      # built-in model name or a user MJCF path
+    control_dt: float = 0.02             # policy period, seconds
+    sim_dt: float | None = None          # physics step; None keeps the model's
+    max_episode_steps: int = 1000
+    # Default ranges for ``dr="uniform"``: name -> (low, high) or (low, high, nominal).
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    success_return: float | None = None  # used by tasks whose success is a return threshold
+    push_interval_steps: int = 150       # when ``push`` is randomized: a push this often ...
+    push_duration_steps: int = 5         # ... lasting this many control steps
+
+
+@dataclass
+class ResetState:
+    """Initial physics and task state for ``n`` worlds."""
+
+    qpos: np.ndarray                     # (n, nq)
+    qvel: np.ndarray                     # (n, nv)
+    ctrl: np.ndarray                     # (n, nu) control before the first action
+    task_state: dict[str, np.ndarray]    # (n, ...) each: commands, goals, joint targets
+
+
+class Task:
+    """Base class of robot tasks. ``name`` is the registry key."""
+
+    name = ""
+    root_body: str | None = None         # body that pushes and disturbances act on
+
+    def __init__(self, config: TaskConfig):
+        if config.control_dt <= 0:
+            raise ValueError(f"{self.name}: control_dt must be positive, got {config.control_dt}")
+        if config.max_episode_steps <= 0:
+            raise ValueError(f"{self.name}: max_episode_steps must be positive")
+        self.cfg = config
+        self.model = self.build_model()
+        dt = self.model.opt.timestep
+        self.substeps = int(round(config.control_dt / dt))
+        if self.substeps < 1 or abs(self.substeps * dt - config.control_dt) > 1e-9:
+            raise ValueError(f"{self.name}: control_dt {config.control_dt} is not a whole number "
+                             f"of physics steps of {dt}")
+
+    # -- model ------------------------------------------------------------------------------
+    def edit_spec(self, spec: mujoco.MjSpec) -> None:
+        """Adds what the task needs to the robot model (sensors, sites). Default: nothing."""
+
+    def build_model(self) -> mujoco.MjModel:
+        model = load_model(self.cfg.model, edit=self.edit_spec)
+        if self.cfg.sim_dt is not None:
+            model.opt.timestep = self.cfg.sim_dt
+        self.check_model(model)
+        return model
+
+    def check_model(self, model: mujoco.MjModel) -> None:
+        """Raises ValueError if a (user) model lacks what the task needs."""
+
+    # -- names ------------------------------------------------------------------------------
+    @property
+    def observation_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def action_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def observation_size(self) -> int:
+        return len(self.observation_names)
+
+    @property
+    def action_size(self) -> int:
+        return len(self.action_names)
+
+    def obs_noise_scale(self) -> np.ndarray:
+        """Per-element noise std when ``obs_noise`` = 1. Default: no noise on anything."""
+        return np.zeros(self.observation_size)
+
+    # -- episode ------------------------------------------------------------------------------
+    def reset(self, rng: np.random.Generator, n: int) -> ResetState:
+        raise NotImplementedError
+
+    def robot_state(self, qpos: np.ndarray, qvel: np.ndarray, sensordata: np.ndarray,
+                    task_state: dict[str, np.ndarray], last_action: np.ndarray) -> RobotState:
+        raise NotImplementedError
+
+    def observation(self, rs: RobotState) -> np.ndarray:
+        raise NotImplementedError
+
+    def action_to_ctrl(self, action: np.ndarray, rs: RobotState,
+                       task_state: dict[str, np.ndarray]) -> np.ndarray:
+        """Maps actions in [-1, 1] to MuJoCo controls; may update ``task_state`` in place."""
+        raise NotImplementedError
+
+    def reward(self, prev: RobotState, rs: RobotState, action: np.ndarray, ctrl: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Reward, termination and per-step metrics (summed over the episode by the env)."""
+        raise NotImplementedError
+
+    def success(self, final: RobotState, ep_return: np.ndarray, ep_length: np.ndarray,
+                metric_sums: dict[str, np.ndarray], terminated: np.ndarray) -> np.ndarray:
+        """Success flag of finished episodes. Default: the return reaches ``success_return``."""
+        if self.cfg.success_return is None:
+            raise ValueError(f"{self.name}: no success criterion configured (success_return)")
+        return ep_return >= self.cfg.success_return

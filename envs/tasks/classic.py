@@ -1,0 +1,153 @@
+"""The classic MuJoCo benchmarks with Gymnasium v5 rewards: hopper, halfcheetah, walker2d.
+
+These are the benchmarks of the DORAEMON paper, so results are comparable. Models are
+Gymnasium's bundled MJCFs; rewards, terminations, observations and reset noise follow the
+``*-v5`` environments (forward velocity + healthy bonus - control cost; observation =
+``qpos[1:]`` and ``qvel``, clipped to +-10 where v5 clips it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from envs.robot_state import RobotState
+from envs.tasks.base import ResetState, Task, TaskConfig
+
+INF = float("inf")
+
+
+@dataclass
+class PlanarLocomotionConfig(TaskConfig):
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 1e-3
+    healthy_reward: float = 1.0
+    terminate_when_unhealthy: bool = True
+    healthy_z_range: tuple[float, float] = (-INF, INF)
+    healthy_angle_range: tuple[float, float] = (-INF, INF)
+    healthy_state_range: tuple[float, float] = (-INF, INF)
+    reset_noise_scale: float = 5e-3
+    qvel_noise: str = "uniform"          # halfcheetah v5 uses a normal distribution
+    clip_qvel: float | None = 10.0
+
+
+@dataclass
+class HopperConfig(PlanarLocomotionConfig):
+    model: str = "hopper"
+    control_dt: float = 0.008            # frame_skip 4 x 2 ms
+    healthy_z_range: tuple[float, float] = (0.7, INF)
+    healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
+    healthy_state_range: tuple[float, float] = (-100.0, 100.0)
+    success_return: float | None = 1000.0
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
+        "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
+        "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
+
+
+@dataclass
+class Walker2dConfig(PlanarLocomotionConfig):
+    model: str = "walker2d"
+    control_dt: float = 0.008
+    healthy_z_range: tuple[float, float] = (0.8, 2.0)
+    healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
+    success_return: float | None = 1000.0
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
+        "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
+        "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
+
+
+@dataclass
+class HalfCheetahConfig(PlanarLocomotionConfig):
+    model: str = "halfcheetah"
+    control_dt: float = 0.05             # frame_skip 5 x 10 ms
+    ctrl_cost_weight: float = 0.1
+    healthy_reward: float = 0.0
+    terminate_when_unhealthy: bool = False
+    reset_noise_scale: float = 0.1
+    qvel_noise: str = "normal"
+    clip_qvel: float | None = None
+    success_return: float | None = 1500.0
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
+        "mass:torso": (0.5, 1.5), "mass:bthigh": (0.5, 1.5), "mass:fthigh": (0.5, 1.5),
+        "friction": (0.5, 1.5)})
+
+
+class PlanarLocomotion(Task):
+    """Planar runner: x is qpos[0], height qpos[1], pitch qpos[2] (Gymnasium's layout)."""
+
+    def check_model(self, model: mujoco.MjModel) -> None:
+        if model.nq < 3 or model.nu == 0:
+            raise ValueError(f"{self.name}: model needs rootx, rootz, rooty joints and actuators "
+                             f"(nq={model.nq}, nu={model.nu})")
+
+    @property
+    def observation_names(self) -> list[str]:
+        m = self.model
+        qpos = [f"qpos_{mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) or j}"
+                for j in range(m.njnt)][1:]
+        qvel = [f"qvel_{mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) or j}" for j in range(m.njnt)]
+        return qpos + qvel
+
+    @property
+    def action_names(self) -> list[str]:
+        return [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or f"a{i}"
+                for i in range(self.model.nu)]
+
+    def reset(self, rng: np.random.Generator, n: int) -> ResetState:
+        m, s = self.model, self.cfg.reset_noise_scale
+        qpos = m.qpos0 + rng.uniform(-s, s, (n, m.nq))
+        if self.cfg.qvel_noise == "normal":
+            qvel = s * rng.standard_normal((n, m.nv))
+        else:
+            qvel = rng.uniform(-s, s, (n, m.nv))
+        return ResetState(qpos, qvel, np.zeros((n, m.nu)), {})
+
+    def robot_state(self, qpos, qvel, sensordata, task_state, last_action) -> RobotState:
+        return RobotState(joint_pos=qpos, joint_vel=qvel, command=np.zeros((qpos.shape[0], 0)),
+                          last_action=last_action)
+
+    def observation(self, rs: RobotState) -> np.ndarray:
+        qvel = rs.joint_vel
+        if self.cfg.clip_qvel is not None:
+            qvel = np.clip(qvel, -self.cfg.clip_qvel, self.cfg.clip_qvel)
+        return np.concatenate([rs.joint_pos[:, 1:], qvel], axis=1)
+
+    def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
+        lo, hi = self.model.actuator_ctrlrange.T
+        return lo + 0.5 * (action + 1.0) * (hi - lo)
+
+    def healthy(self, rs: RobotState) -> np.ndarray:
+        c = self.cfg
+        z, angle = rs.joint_pos[:, 1], rs.joint_pos[:, 2]
+        state = np.concatenate([rs.joint_pos[:, 2:], rs.joint_vel], axis=1)
+        ok = (c.healthy_z_range[0] < z) & (z < c.healthy_z_range[1])
+        ok &= (c.healthy_angle_range[0] < angle) & (angle < c.healthy_angle_range[1])
+        ok &= np.all((c.healthy_state_range[0] < state) & (state < c.healthy_state_range[1]), axis=1)
+        return ok
+
+    def reward(self, prev, rs, action, ctrl):
+        c = self.cfg
+        x_velocity = (rs.joint_pos[:, 0] - prev.joint_pos[:, 0]) / c.control_dt
+        healthy = self.healthy(rs)
+        terminated = ~healthy if c.terminate_when_unhealthy else np.zeros_like(healthy)
+        healthy_reward = c.healthy_reward * healthy  # v5: only while healthy
+        ctrl_cost = c.ctrl_cost_weight * np.sum(ctrl ** 2, axis=1)
+        reward = c.forward_reward_weight * x_velocity + healthy_reward - ctrl_cost
+        return reward, terminated, {"x_velocity": x_velocity}
+
+
+class Hopper(PlanarLocomotion):
+    name = "hopper"
+    root_body = "torso"
+
+
+class Walker2d(PlanarLocomotion):
+    name = "walker2d"
+    root_body = "torso"
+
+
+class HalfCheetah(PlanarLocomotion):
+    name = "halfcheetah"
+    root_body = "torso"

@@ -1,0 +1,150 @@
+"""Unitree Go1 tracking a commanded forward/lateral velocity and yaw rate.
+
+Model: MuJoCo Menagerie's Go1 in MuJoCo Playground's feet-only flat scene (4 ms physics).
+Policy at 50 Hz outputs joint-position targets around the default stance; the model's position
+actuators (kp = 35) do the PD. Observation, reward and termination follow Playground's Go1
+joystick task, trimmed to what an onboard computer can measure: gyro, gravity direction from
+the IMU orientation, command, joint positions and velocities, last action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from envs.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
+from envs.tasks.base import ResetState, Task, TaskConfig
+
+LEGS = ("FR", "FL", "RR", "RL")
+JOINTS = tuple(f"{leg}_{j}_joint" for leg in LEGS for j in ("hip", "thigh", "calf"))
+
+
+@dataclass
+class Go1RewardWeights:
+    tracking_lin_vel: float = 1.0
+    tracking_ang_vel: float = 0.5
+    tracking_sigma: float = 0.25
+    lin_vel_z: float = -0.5
+    ang_vel_xy: float = -0.05
+    orientation: float = -5.0
+    torques: float = -2e-4
+    action_rate: float = -0.01
+    pose: float = -0.1
+    termination: float = -1.0
+
+
+@dataclass
+class Go1VelocityConfig(TaskConfig):
+    model: str = "go1-flat"
+    control_dt: float = 0.02
+    max_episode_steps: int = 1000
+    action_scale: float = 0.3                      # rad of joint target per unit action
+    command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame
+    command_vy: tuple[float, float] = (-0.5, 0.5)
+    command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s
+    zero_command_prob: float = 0.1
+    reset_joint_noise: float = 0.1                 # rad, uniform
+    fall_gravity_z: float = -0.5                   # terminate when body z tilts past ~60 deg
+    fall_height: float = 0.12                      # ... or the trunk drops below this (m)
+    success_tracking_error: float = 0.25           # mean |v_xy - command| (m/s) for success
+    rewards: Go1RewardWeights = field(default_factory=Go1RewardWeights)
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
+        "mass:trunk": (0.8, 1.3), "com_x:trunk": (-0.03, 0.03), "friction:floor": (0.5, 1.6),
+        "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0)})
+
+
+class Go1Velocity(Task):
+    name = "go1-velocity"
+    root_body = "trunk"
+
+    def __init__(self, config: Go1VelocityConfig):
+        super().__init__(config)
+        m = self.model
+        self.default_pose = np.array([m.qpos0[m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)]]
+                                      for j in JOINTS])
+        key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, "home")
+        if key >= 0:
+            self.default_pose = m.key_qpos[key, 7:19].copy()
+            self.stand_height = float(m.key_qpos[key, 2])
+        else:
+            self.stand_height = float(m.qpos0[2])
+        self.kp = m.actuator_gainprm[:, 0].copy()
+        self.force_limit = np.abs(m.actuator_forcerange[:, 1]).copy()
+
+    def check_model(self, model: mujoco.MjModel) -> None:
+        missing = [j for j in JOINTS if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) < 0]
+        if missing or model.nq != 19 or model.nu != 12 or model.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ValueError(f"{self.name}: the model must be a Go1 layout (free base, 12 joints "
+                             f"{', '.join(JOINTS)} and 12 actuators in that order); missing {missing}, "
+                             f"nq={model.nq}, nu={model.nu}")
+
+    @property
+    def observation_names(self) -> list[str]:
+        return ([f"base_ang_vel_{a}" for a in "xyz"] + [f"gravity_{a}" for a in "xyz"]
+                + ["command_vx", "command_vy", "command_yaw_rate"]
+                + [f"{j}_pos" for j in JOINTS] + [f"{j}_vel" for j in JOINTS]
+                + [f"last_action_{j}" for j in JOINTS])
+
+    @property
+    def action_names(self) -> list[str]:
+        return [f"{j}_target" for j in JOINTS]
+
+    def obs_noise_scale(self) -> np.ndarray:
+        return np.concatenate([np.full(3, 0.2), np.full(3, 0.05), np.zeros(3),
+                               np.full(12, 0.03), np.full(12, 1.5), np.zeros(12)])
+
+    def sample_commands(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        c = self.cfg
+        cmd = np.stack([rng.uniform(*c.command_vx, n), rng.uniform(*c.command_vy, n),
+                        rng.uniform(*c.command_yaw_rate, n)], axis=1)
+        cmd[rng.random(n) < c.zero_command_prob] = 0.0
+        return cmd
+
+    def reset(self, rng: np.random.Generator, n: int) -> ResetState:
+        m, c = self.model, self.cfg
+        qpos = np.tile(m.qpos0, (n, 1))
+        qpos[:, 2] = self.stand_height
+        qpos[:, 3:7] = yaw_quat(rng.uniform(-np.pi, np.pi, n))
+        qpos[:, 7:19] = self.default_pose + rng.uniform(-c.reset_joint_noise, c.reset_joint_noise, (n, 12))
+        qvel = np.zeros((n, m.nv))
+        ctrl = np.tile(self.default_pose, (n, 1))
+        return ResetState(qpos, qvel, ctrl, {"command": self.sample_commands(rng, n)})
+
+    def robot_state(self, qpos, qvel, sensordata, task_state, last_action) -> RobotState:
+        quat = qpos[:, 3:7]
+        return RobotState(joint_pos=qpos[:, 7:19], joint_vel=qvel[:, 6:18],
+                          command=task_state["command"], last_action=last_action,
+                          base_quat=quat, base_ang_vel=qvel[:, 3:6],
+                          base_lin_vel=quat_rotate_inverse(quat, qvel[:, 0:3]), base_pos=qpos[:, 0:3])
+
+    def observation(self, rs: RobotState) -> np.ndarray:
+        return np.concatenate([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
+                               rs.joint_pos - self.default_pose, rs.joint_vel, rs.last_action], axis=1)
+
+    def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
+        return self.default_pose + self.cfg.action_scale * action
+
+    def reward(self, prev, rs, action, ctrl):
+        w, c = self.cfg.rewards, self.cfg
+        gravity = projected_gravity(rs.base_quat)
+        lin_err = np.sum((rs.command[:, :2] - rs.base_lin_vel[:, :2]) ** 2, axis=1)
+        yaw_err = (rs.command[:, 2] - rs.base_ang_vel[:, 2]) ** 2
+        torque = np.clip(self.kp * (ctrl - rs.joint_pos), -self.force_limit, self.force_limit)
+        terminated = (gravity[:, 2] > c.fall_gravity_z) | (rs.base_pos[:, 2] < c.fall_height)
+        r = (w.tracking_lin_vel * np.exp(-lin_err / w.tracking_sigma)
+             + w.tracking_ang_vel * np.exp(-yaw_err / w.tracking_sigma)
+             + w.lin_vel_z * rs.base_lin_vel[:, 2] ** 2
+             + w.ang_vel_xy * np.sum(rs.base_ang_vel[:, :2] ** 2, axis=1)
+             + w.orientation * np.sum(gravity[:, :2] ** 2, axis=1)
+             + w.torques * np.sum(torque ** 2, axis=1)
+             + w.action_rate * np.sum((action - prev.last_action) ** 2, axis=1)
+             + w.pose * np.sum((rs.joint_pos - self.default_pose) ** 2, axis=1)
+             + w.termination * terminated)
+        metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": np.sqrt(yaw_err)}
+        return r * c.control_dt, terminated, metrics
+
+    def success(self, final, ep_return, ep_length, metric_sums, terminated) -> np.ndarray:
+        mean_error = metric_sums["lin_vel_error"] / np.maximum(ep_length, 1)
+        return ~terminated & (mean_error < self.cfg.success_tracking_error)
