@@ -79,6 +79,9 @@ class _RolloutPhysics:
                           sensordata=self.out_sensor)
         return self.out_state[:, -1], self.out_sensor[:, -1]
 
+    def reset(self, idx: np.ndarray) -> None:
+        """Rollouts start without solver warm-start; nothing to clear."""
+
     def close(self) -> None:
         self.pool.close()
 
@@ -100,6 +103,11 @@ class _SerialPhysics:
             mujoco.mj_getState(m, d, self.out_state[i], int(STATE_SPEC))
             self.out_sensor[i] = d.sensordata
         return self.out_state, self.out_sensor
+
+    def reset(self, idx: np.ndarray) -> None:
+        """Clears the solver warm-start so a reset world does not remember its last episode."""
+        for i in idx:
+            mujoco.mj_resetData(self.models[i], self.datas[i])
 
     def close(self) -> None:
         pass
@@ -260,6 +268,7 @@ class BatchedEnv:
                 self.task_state[key] = np.zeros((self.num_envs,) + value.shape[1:])
             self.task_state[key][idx] = value
         self.ctrl_history[idx] = init.ctrl[:, None, :]
+        self.physics.reset(idx)
         if self.model.nsensordata:
             d = self._scratch
             for i in idx:
