@@ -1,0 +1,238 @@
+"""Batched PPO on torch (CUDA when present), in the style of rsl_rl.
+
+One iteration collects ``num_steps`` control steps of every world into a :class:`RolloutStorage`
+on the training device, computes GAE (episodes cut by the time limit are bootstrapped: their
+last reward gets ``gamma * V(final_obs)`` added), then runs ``num_epochs`` passes of
+``num_minibatches`` minibatches of the clipped surrogate, clipped value loss and entropy bonus,
+with gradient clipping and the KL-adaptive learning rate of rsl_rl.
+
+Observations are normalized (running statistics, updated while collecting) before they are
+stored, so the stored log-probabilities stay consistent with the stored inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from policies.networks import ActorCritic
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (an iteration is ``num_steps`` x ``num_envs`` env steps)."""
+
+    num_steps: int = 32                  # rollout length per world and iteration
+    num_epochs: int = 5
+    num_minibatches: int = 4
+    learning_rate: float = 3e-4
+    schedule: str = "adaptive"           # adaptive (KL-driven, rsl_rl) | fixed
+    desired_kl: float = 0.01
+    min_lr: float = 1e-5
+    max_lr: float = 1e-2
+    gamma: float = 0.99
+    lam: float = 0.95                    # GAE lambda
+    clip_param: float = 0.2
+    clip_value: bool = True
+    value_loss_coef: float = 1.0
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("adaptive", "fixed"):
+            raise ValueError(f"ppo.schedule must be 'adaptive' or 'fixed', got {self.schedule!r}")
+        for name in ("num_steps", "num_epochs", "num_minibatches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ppo.{name} must be >= 1")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ValueError("ppo.learning_rate must be in (0, 1]")
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+                last_values: torch.Tensor, gamma: float, lam: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimates and returns, all (T, N) but ``last_values`` (N,).
+
+    ``dones[t]`` ends the episode after step t (terminated or truncated); truncated steps must
+    already carry their bootstrap ``gamma * V(final_obs)`` in ``rewards``.
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_values)
+    next_values = last_values
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        running = delta + gamma * lam * not_done * running
+        advantages[t] = running
+        next_values = values[t]
+    return advantages, advantages + values
+
+
+def surrogate_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                   clip_param: float) -> torch.Tensor:
+    """PPO's clipped surrogate objective, as a loss to minimize."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    clipped = ratio.clamp(1.0 - clip_param, 1.0 + clip_param)
+    return -torch.min(ratio * advantages, clipped * advantages).mean()
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_param: float | None) -> torch.Tensor:
+    """Squared error to the returns; with ``clip_param`` the pessimistic clipped variant."""
+    loss = (values - returns).square()
+    if clip_param is not None:
+        clipped = old_values + (values - old_values).clamp(-clip_param, clip_param)
+        loss = torch.max(loss, (clipped - returns).square())
+    return loss.mean()
+
+
+def gaussian_kl(mu_old: torch.Tensor, std_old: torch.Tensor, mu: torch.Tensor,
+                std: torch.Tensor) -> torch.Tensor:
+    """KL(old || new) of diagonal Gaussians, summed over the action dimension."""
+    return (torch.log(std / std_old) + (std_old.square() + (mu_old - mu).square())
+            / (2.0 * std.square()) - 0.5).sum(-1)
+
+
+def adapt_learning_rate(lr: float, kl: float, cfg: PPOConfig) -> float:
+    """rsl_rl's schedule: divide by 1.5 when the KL exceeds twice the target, multiply by 1.5
+    when it is below half of it, within [min_lr, max_lr]."""
+    if kl > 2.0 * cfg.desired_kl:
+        return max(cfg.min_lr, lr / 1.5)
+    if 0.0 < kl < 0.5 * cfg.desired_kl:
+        return min(cfg.max_lr, lr * 1.5)
+    return lr
+
+
+class RolloutStorage:
+    """One iteration of transitions, (T, N, ...) tensors on the training device."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
+                 device: torch.device):
+        shape = (num_steps, num_envs)
+        self.obs = torch.zeros(*shape, obs_dim, device=device)       # normalized
+        self.actions = torch.zeros(*shape, act_dim, device=device)
+        self.means = torch.zeros(*shape, act_dim, device=device)
+        self.log_probs = torch.zeros(shape, device=device)
+        self.values = torch.zeros(shape, device=device)
+        self.rewards = torch.zeros(shape, device=device)
+        self.dones = torch.zeros(shape, device=device)
+        self.advantages = torch.zeros(shape, device=device)
+        self.returns = torch.zeros(shape, device=device)
+        self.std = torch.ones(act_dim, device=device)                # action std while collecting
+        self.num_steps, self.num_envs = num_steps, num_envs
+
+    def minibatches(self, num_minibatches: int):
+        """Yields index tensors of a random partition of the T*N transitions."""
+        n = self.num_steps * self.num_envs
+        size = n // num_minibatches
+        perm = torch.randperm(n, device=self.obs.device)
+        for i in range(num_minibatches):
+            yield perm[i * size:(i + 1) * size]
+
+
+class PPO:
+    """PPO on an :class:`ActorCritic`; :meth:`collect` then :meth:`update`, per iteration."""
+
+    def __init__(self, model: ActorCritic, cfg: PPOConfig, num_envs: int, device: torch.device):
+        self.model, self.cfg, self.device = model.to(device), cfg, device
+        self.learning_rate = cfg.learning_rate
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+        p = model.policy
+        self.storage = RolloutStorage(cfg.num_steps, num_envs, p.obs_dim, p.act_dim, device)
+
+    @torch.inference_mode()
+    def collect(self, env: Any, obs: torch.Tensor,
+                on_step: Callable[[dict[str, Any]], None] | None = None) -> torch.Tensor:
+        """Steps ``env`` ``num_steps`` times from ``obs``, fills the storage and computes the
+        advantages; ``on_step(info)`` sees each step's info (finished episodes). Returns the
+        observation to continue from."""
+        s, cfg, policy = self.storage, self.cfg, self.model.policy
+        s.std.copy_(policy.log_std.exp())
+        for t in range(cfg.num_steps):
+            if policy.normalizer is not None:
+                policy.normalizer.update(obs)
+            z = policy.normalize(obs)
+            mean = policy.mean(z)
+            actions = mean + s.std * torch.randn_like(mean)
+            s.obs[t], s.actions[t], s.means[t] = z, actions, mean
+            s.log_probs[t] = torch.distributions.Normal(mean, s.std).log_prob(actions).sum(-1)
+            s.values[t] = self.model.value(z)
+            obs, reward, terminated, truncated, info = env.step(actions)
+            reward = reward.to(self.device)
+            if "final_obs" in info:  # bootstrap episodes cut by the time limit
+                final_value = self.model.value(policy.normalize(info["final_obs"].to(self.device)))
+                reward = reward + cfg.gamma * final_value * truncated.to(self.device)
+            s.rewards[t] = reward
+            s.dones[t] = (terminated | truncated).to(self.device, torch.float32)
+            obs = obs.to(self.device)
+            if on_step is not None:
+                on_step(info)
+        last_values = self.model.value(policy.normalize(obs))
+        s.advantages[...], s.returns[...] = compute_gae(s.rewards, s.values, s.dones, last_values,
+                                                        cfg.gamma, cfg.lam)
+        return obs
+
+    def update(self) -> dict[str, float]:
+        """Epochs of minibatch gradient steps on the collected rollout; returns mean losses."""
+        s, cfg = self.storage, self.cfg
+        obs, actions, means, old_log_probs, old_values, returns, advantages = (
+            x.flatten(0, 1) for x in (s.obs, s.actions, s.means, s.log_probs, s.values, s.returns,
+                                      s.advantages))
+        if cfg.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        totals = torch.zeros(5, device=self.device)
+        count = 0
+        for _ in range(cfg.num_epochs):
+            for idx in s.minibatches(cfg.num_minibatches):
+                dist = self.model.distribution(obs[idx])
+                log_prob = dist.log_prob(actions[idx]).sum(-1)
+                entropy = dist.entropy().sum(-1).mean()
+                kl = gaussian_kl(means[idx], s.std, dist.mean, dist.stddev).mean().detach()
+                if cfg.schedule == "adaptive":
+                    self.learning_rate = adapt_learning_rate(self.learning_rate, kl.item(), cfg)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.learning_rate
+                surrogate = surrogate_loss(log_prob, old_log_probs[idx], advantages[idx], cfg.clip_param)
+                v_loss = value_loss(self.model.value(obs[idx]), old_values[idx], returns[idx],
+                                    cfg.clip_param if cfg.clip_value else None)
+                loss = surrogate + cfg.value_loss_coef * v_loss - cfg.entropy_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    clip_frac = ((torch.exp(log_prob - old_log_probs[idx]) - 1.0).abs()
+                                 > cfg.clip_param).float().mean()
+                    totals += torch.stack([surrogate.detach(), v_loss.detach(), entropy.detach(),
+                                           kl, clip_frac])
+                count += 1
+        avg = (totals / count).tolist()
+        return {"surrogate_loss": avg[0], "value_loss": avg[1], "entropy": avg[2], "kl": avg[3],
+                "clip_fraction": avg[4], "learning_rate": self.learning_rate,
+                "action_std": float(self.model.policy.log_std.exp().mean())}
+
+    def learn(self, env: Any, obs: torch.Tensor,
+              on_step: Callable[[dict[str, Any]], None] | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One iteration (collect + update); returns the next obs and statistics with timings."""
+        t0 = time.perf_counter()
+        obs = self.collect(env, obs, on_step)
+        t1 = time.perf_counter()
+        stats = self.update()
+        stats.update(collect_time=t1 - t0, learn_time=time.perf_counter() - t1)
+        return obs, stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "learning_rate": self.learning_rate}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.learning_rate = float(state["learning_rate"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate
