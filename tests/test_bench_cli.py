@@ -1,0 +1,34 @@
+"""The command line: help texts and the env benchmark's report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simrl.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "quickstart" in out and "bench" in out
+
+
+def test_bench_envs_reports_both_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "envs", "--task", "hopper", "--num-envs", "8", "--steps", "10",
+                 "--sync-steps", "5", "--rounds", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "batched / SyncVectorEnv" in text and "batched / physics limit" in text
+    result = json.loads(out.read_text())
+    steps = result["control_steps_per_s"]
+    assert steps["batched"] > 0 and steps["sync_vector_env"] > 0 and steps["bare_rollout"] > 0
+    assert result["ratio_vs_sync_vector_env"] == pytest.approx(steps["batched"] / steps["sync_vector_env"])
+
+
+def test_bad_input_is_one_line_error(capsys):
+    assert main(["bench", "envs", "--task", "nope", "--num-envs", "2", "--rounds", "1"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
