@@ -1,0 +1,108 @@
+"""DORAEMON during training: collects finished episodes, updates the distribution between PPO
+iterations and hands it to the env.
+
+Only episodes that *started* under the current distribution enter an update (importance
+weights divide by its density): each world remembers the distribution version its running
+episode began with, and episodes of older versions are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simrl.dr.beta import BetaDistribution
+from simrl.dr.doraemon import Doraemon, DoraemonConfig, plot_history
+
+
+@dataclass
+class DoraemonTrainConfig:
+    """DORAEMON settings of a training run (``--doraemon.*`` on the command line)."""
+
+    alpha: float = 0.5                 # success-rate target of the performance constraint
+    kl_bound: float = 0.1              # trust region per update
+    episodes_per_update: int = 256     # update once this many on-distribution episodes finished
+    start_concentration: float = 100.0  # a + b of the narrow starting Betas (std ~5% of range)
+    min_step: int = 0                  # no updates before this many env steps (warm-up)
+
+
+class DoraemonCurriculum:
+    """Trainer hooks (``on_episodes``, ``on_iteration``) that run DORAEMON on the env."""
+
+    def __init__(self, env: Any, cfg: DoraemonTrainConfig, plot_path: str | Path | None = None):
+        space = env.space
+        if space.dim == 0:
+            raise ValueError("--dr doraemon needs randomized parameters; the task has none")
+        self.env, self.cfg = env, cfg
+        start = BetaDistribution.narrow_around(space.names, space.low, space.high, space.nominal,
+                                               concentration=cfg.start_concentration)
+        self.doraemon = Doraemon(start, DoraemonConfig(alpha=cfg.alpha, kl_bound=cfg.kl_bound,
+                                                       buffer_size=max(1000, cfg.episodes_per_update)))
+        env.set_distribution(start)
+        self.version = 0
+        # Episodes already running were sampled from the previous distribution.
+        running = getattr(env, "_rs", None) is not None
+        self.world_version = np.full(env.num_envs, -1 if running else 0, dtype=np.int64)
+        self._params: list[np.ndarray] = []
+        self._success: list[np.ndarray] = []
+        self.plot_path = Path(plot_path) if plot_path else None
+        self.last_result: Any = None
+
+    @property
+    def buffered(self) -> int:
+        return int(sum(len(s) for s in self._success))
+
+    def attach(self, trainer: Any) -> None:
+        trainer.on_episodes.append(self.on_episodes)
+        trainer.on_iteration.append(self.on_iteration)
+        trainer.stateful["doraemon"] = self
+
+    def on_episodes(self, trainer: Any, batch: Any) -> None:
+        current = self.world_version[batch.env_ids] == self.version
+        if current.any():
+            self._params.append(batch.params[current])
+            self._success.append(np.asarray(batch.success)[current])
+        self.world_version[batch.env_ids] = self.version   # their next episodes start now
+
+    def on_iteration(self, trainer: Any, stats: dict[str, float]) -> None:
+        if trainer.step < self.cfg.min_step or self.buffered < self.cfg.episodes_per_update:
+            return
+        result = self.update(np.concatenate(self._params), np.concatenate(self._success))
+        writer = getattr(trainer, "_writer", None)
+        if writer is not None:
+            self.log(writer, trainer.step, result)
+
+    def update(self, params: np.ndarray, success: np.ndarray) -> Any:
+        """One DORAEMON step on a buffer; installs the new distribution in the env."""
+        result = self.doraemon.update(params, success)
+        self.env.set_distribution(result.distribution)
+        self.version += 1
+        self._params, self._success = [], []
+        self.last_result = result
+        if self.plot_path is not None:
+            plot_history(self.doraemon.history, list(self.env.space.names), str(self.plot_path))
+        return result
+
+    def log(self, writer: Any, step: int, result: Any) -> None:
+        writer.add_scalar("dr/entropy", result.entropy_after, step)
+        writer.add_scalar("dr/success_buffer", result.success_before, step)
+        writer.add_scalar("dr/success_estimated", result.success_after, step)
+        writer.add_scalar("dr/kl", result.kl, step)
+        writer.add_scalar("dr/feasible", float(result.feasible), step)
+        dist = result.distribution
+        for i, name in enumerate(dist.names):
+            writer.add_scalar(f"dr_a/{name}", float(dist.a[i]), step)
+            writer.add_scalar(f"dr_b/{name}", float(dist.b[i]), step)
+            writer.add_scalar(f"dr_std/{name}", float(dist.std()[i]), step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"doraemon": self.doraemon.state_dict(), "version": self.version}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.doraemon.load_state_dict(state["doraemon"])
+        self.version = int(state["version"])
+        self.world_version[:] = self.version - 1   # episodes in flight predate the resume
+        self.env.set_distribution(self.doraemon.distribution)
