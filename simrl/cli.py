@@ -11,6 +11,8 @@ import sys
 COMMAND_MODULES = (
     "simrl.quickstart",
     "simrl.bench",
+    "simrl.train",
+    "simrl.evaluate",
 )
 
 

@@ -140,19 +140,22 @@ def _fields(classes: Iterable[type], prefix: str) -> dict[str, tuple[Any, str]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, classes: type | Iterable[type],
-                  prefix: str, title: str | None = None) -> None:
-    """Adds ``--{prefix}.{field}`` options for every field of the dataclass(es) ``classes``
-    (the union of their fields when several). Values are converted by :func:`convert`."""
+                  prefix: str, title: str | None = None, flat: bool = False,
+                  helps: Mapping[str, str] | None = None) -> None:
+    """Adds ``--{prefix}.{field}`` options (``--{field}`` when ``flat``) for every field of the
+    dataclass(es) ``classes`` (the union of their fields when several); values are converted
+    later by :func:`apply_overrides`. ``helps``: help texts by field path (without prefix)."""
     classes = [classes] if isinstance(classes, type) else list(classes)
     group = parser.add_argument_group(title or f"{prefix} options")
     for path, (hint, owner) in _fields(classes, prefix).items():
-        option = "--" + path.replace("_", "-")
+        name = path[len(prefix) + 1:] if flat else path
         base = _optional_inner(hint) or hint
+        text = (helps or {}).get(path[len(prefix) + 1:], f"({owner})")
         kwargs: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS,
-                                  "help": f"({owner}; {_type_name(hint)})"}
+                                  "help": f"{text} [{_type_name(hint)}]"}
         if typing.get_origin(base) is tuple:
             kwargs["nargs"] = "+"
-        group.add_argument(option, metavar="V", **kwargs)
+        group.add_argument("--" + name.replace("_", "-"), metavar="V", **kwargs)
 
 
 def _type_name(hint: Any) -> str:

@@ -213,7 +213,7 @@ class PPO:
         avg = (totals / count).tolist()
         return {"surrogate_loss": avg[0], "value_loss": avg[1], "entropy": avg[2], "kl": avg[3],
                 "clip_fraction": avg[4], "learning_rate": self.learning_rate,
-                "action_std": float(self.model.policy.log_std.exp().mean())}
+                "action_std": float(self.model.policy.log_std.detach().exp().mean())}
 
     def learn(self, env: Any, obs: torch.Tensor,
               on_step: Callable[[dict[str, Any]], None] | None = None

@@ -1,0 +1,161 @@
+"""``--algo sb3-ppo | sb3-sac``: Stable-Baselines3 on the Gymnasium env, saving the same
+checkpoints as simrl PPO (the SB3 policy's MLP and ``VecNormalize`` statistics converted into a
+:class:`~policies.networks.Policy`, checked to give the same actions). The SB3 model zip and
+``vecnormalize.pkl`` sit beside each checkpoint as its training state; SAC resumes with an
+empty replay buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.networks import ACTIVATIONS, Policy
+from policies.sb3 import check_conversion, policy_from_sb3
+from simrl.train import RunConfig, Trainer, resolve_device, resolve_dr, set_threads
+
+MODEL_FILE = "sb3_model.zip"
+VECNORM_FILE = "vecnormalize.pkl"
+
+
+def _task_overrides(cfg: RunConfig) -> dict[str, Any]:
+    """Task config fields that differ from the task's defaults (what the Gymnasium env takes)."""
+    from envs.tasks import make_config
+
+    default = make_config(cfg.train.task)
+    out = {f.name: getattr(cfg.task, f.name) for f in dataclasses.fields(cfg.task)
+           if getattr(cfg.task, f.name) != getattr(default, f.name)}
+    unset = [k for k, v in out.items() if v is None and k != "sim_dt"]
+    if unset:
+        raise ValueError(f"SB3 training cannot set task fields {unset} to None")
+    return out
+
+
+class SB3Trainer(Trainer):
+    """SB3 PPO or SAC (``cfg.train.algo``) with simrl's logging, checkpoints and resume."""
+
+    def __init__(self, cfg: RunConfig, out: str | Path):
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+        import envs.gym
+        from envs.tasks import make_task
+
+        super().__init__(cfg, out)
+        t = cfg.train
+        if t.vec_env not in ("dummy", "subproc"):
+            raise ValueError(f"train.vec_env must be dummy or subproc, got {t.vec_env!r}")
+        set_threads(t.threads)
+        self.device = resolve_device(t.device)
+        self.task = make_task(t.task, config=cfg.task)
+        dr = resolve_dr(t.dr)
+        env_kwargs = {"task": t.task, "dr": dr, **_task_overrides(cfg)}
+        self.raw_venv = make_vec_env(envs.gym.SimrlEnv, n_envs=t.num_envs, seed=t.seed,
+                                     env_kwargs=env_kwargs,
+                                     vec_env_cls=DummyVecEnv if t.vec_env == "dummy" else SubprocVecEnv)
+        self._distribution = self.raw_venv.get_attr("core", [0])[0].distribution
+        self.venv = self.raw_venv
+        self.vec_normalize = None
+        if cfg.network.normalize_obs:
+            gamma = cfg.ppo.gamma if t.algo == "sb3-ppo" else cfg.sac.gamma
+            self.venv = self.vec_normalize = VecNormalize(
+                self.raw_venv, norm_obs=True, norm_reward=t.algo == "sb3-ppo",
+                clip_obs=cfg.network.obs_clip, gamma=gamma)
+        self.model = self._build_model()
+
+    def _build_model(self) -> Any:
+        from stable_baselines3 import PPO, SAC
+
+        cfg, t, net = self.cfg, self.cfg.train, self.cfg.network
+        common = {"seed": t.seed, "device": self.device, "verbose": 0}
+        activation = ACTIVATIONS[net.activation]
+        if t.algo == "sb3-ppo":
+            p = cfg.ppo
+            batch = t.num_envs * p.num_steps
+            return PPO("MlpPolicy", self.venv, learning_rate=p.learning_rate, n_steps=p.num_steps,
+                       batch_size=max(1, batch // p.num_minibatches), n_epochs=p.num_epochs,
+                       gamma=p.gamma, gae_lambda=p.lam, clip_range=p.clip_param,
+                       clip_range_vf=p.clip_param if p.clip_value else None,
+                       normalize_advantage=p.normalize_advantages, ent_coef=p.entropy_coef,
+                       vf_coef=p.value_loss_coef, max_grad_norm=p.max_grad_norm,
+                       policy_kwargs={"net_arch": {"pi": list(net.actor_hidden), "vf": list(net.critic_hidden)},
+                                      "activation_fn": activation, "log_std_init": net.init_log_std},
+                       **common)
+        s = cfg.sac
+        return SAC("MlpPolicy", self.venv, learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+                   learning_starts=s.learning_starts, batch_size=s.batch_size, tau=s.tau,
+                   gamma=s.gamma, train_freq=s.train_freq, gradient_steps=s.gradient_steps,
+                   policy_kwargs={"net_arch": {"pi": list(net.actor_hidden), "qf": list(net.critic_hidden)},
+                                  "activation_fn": activation},
+                   **common)
+
+    @property
+    def distribution(self) -> Any:
+        return self._distribution
+
+    def set_distribution(self, dist: Any) -> None:
+        for core in self.raw_venv.get_attr("core"):
+            core.set_distribution(dist)
+        self._distribution = dist
+
+    def policy(self) -> Policy:
+        policy = policy_from_sb3(self.model.policy, self.vec_normalize)
+        raw = (self.vec_normalize.get_original_obs() if self.vec_normalize is not None
+               else self.model._last_obs)
+        if raw is not None:
+            rng = np.random.default_rng(0)
+            probe = np.concatenate([raw, raw + rng.normal(0.0, 1.0, raw.shape)]).astype(np.float32)
+            check_conversion(self.model.policy, policy, probe, self.vec_normalize)
+        return policy
+
+    def train(self) -> Path:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        trainer = self
+
+        class Callback(BaseCallback):
+            last = self.step
+
+            def _on_step(self) -> bool:
+                for info in self.locals["infos"]:
+                    if "episode" in info:
+                        ep = info["episode"]
+                        trainer.record_episodes([ep["r"]], [ep["l"]], [info.get("is_success", False)])
+                return True
+
+            def _on_rollout_end(self) -> None:
+                trainer.step = self.num_timesteps
+                # SAC's rollouts are single steps: log about every thousand steps.
+                if trainer.step - self.last >= 1000:
+                    trainer.iteration += 1
+                    stats = {k.split("/", 1)[1]: float(v) for k, v in self.logger.name_to_value.items()
+                             if k.startswith("train/")}
+                    trainer.after_iteration(stats, self.last)
+                    self.last = trainer.step
+
+        self.begin()
+        remaining = self.cfg.train.steps - self.step
+        if remaining > 0:
+            self.model.learn(total_timesteps=remaining, callback=Callback(), reset_num_timesteps=False,
+                             progress_bar=False)
+        self.step = self.model.num_timesteps
+        return self.finish()
+
+    def algorithm_state(self, directory: Path) -> dict[str, Any]:
+        self.model.save(directory / MODEL_FILE)
+        if self.vec_normalize is not None:
+            self.vec_normalize.save(str(directory / VECNORM_FILE))
+        return {"num_timesteps": int(self.model.num_timesteps)}
+
+    def load_algorithm_state(self, state: dict[str, Any], directory: Path) -> None:
+        from stable_baselines3 import PPO, SAC
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        if self.vec_normalize is not None:
+            self.venv = self.vec_normalize = VecNormalize.load(str(directory / VECNORM_FILE), self.raw_venv)
+        cls = PPO if self.cfg.train.algo == "sb3-ppo" else SAC
+        self.model = cls.load(directory / MODEL_FILE, env=self.venv, device=self.device)
+        self.model.num_timesteps = int(state["num_timesteps"])
