@@ -7,7 +7,10 @@ last reward gets ``gamma * V(final_obs)`` added), then runs ``num_epochs`` passe
 with gradient clipping and the KL-adaptive learning rate of rsl_rl.
 
 Observations are normalized (running statistics, updated while collecting) before they are
-stored, so the stored log-probabilities stay consistent with the stored inputs.
+stored, so the stored log-probabilities stay consistent with the stored inputs. Rewards are
+optionally divided by the running standard deviation of the discounted return (as Gymnasium's
+``NormalizeReward`` and SB3's ``VecNormalize`` do), which keeps value targets near unit scale
+whatever the task's reward scale.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from policies.networks import ActorCritic
+from policies.networks import ActorCritic, RunningNorm
 
 
 @dataclass
@@ -41,6 +44,7 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
+    normalize_rewards: bool = True       # divide rewards by the std of the discounted return
 
     def __post_init__(self) -> None:
         if self.schedule not in ("adaptive", "fixed"):
@@ -107,6 +111,28 @@ def adapt_learning_rate(lr: float, kl: float, cfg: PPOConfig) -> float:
     return lr
 
 
+class RewardScaler:
+    """Divides rewards by the running std of each world's discounted return."""
+
+    def __init__(self, num_envs: int, gamma: float, device: torch.device):
+        self.gamma = gamma
+        self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)
+        self.stats = RunningNorm(1).to(device)
+
+    def __call__(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        self.returns.mul_(self.gamma).add_(reward)
+        self.stats.update(self.returns[:, None])
+        self.returns.mul_(~done)
+        return (reward / torch.sqrt(self.stats.var + self.stats.eps)).to(reward.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": self.returns, **{f"stats.{k}": v for k, v in self.stats.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns.copy_(state["returns"])
+        self.stats.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("stats.")})
+
+
 class RolloutStorage:
     """One iteration of transitions, (T, N, ...) tensors on the training device."""
 
@@ -143,6 +169,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
         p = model.policy
         self.storage = RolloutStorage(cfg.num_steps, num_envs, p.obs_dim, p.act_dim, device)
+        self.reward_scaler = RewardScaler(num_envs, cfg.gamma, device) if cfg.normalize_rewards else None
 
     @torch.inference_mode()
     def collect(self, env: Any, obs: torch.Tensor,
@@ -162,12 +189,15 @@ class PPO:
             s.log_probs[t] = torch.distributions.Normal(mean, s.std).log_prob(actions).sum(-1)
             s.values[t] = self.model.value(z)
             obs, reward, terminated, truncated, info = env.step(actions)
-            reward = reward.to(self.device)
+            reward, truncated = reward.to(self.device), truncated.to(self.device)
+            done = terminated.to(self.device) | truncated
+            if self.reward_scaler is not None:
+                reward = self.reward_scaler(reward, done)
             if "final_obs" in info:  # bootstrap episodes cut by the time limit
                 final_value = self.model.value(policy.normalize(info["final_obs"].to(self.device)))
-                reward = reward + cfg.gamma * final_value * truncated.to(self.device)
+                reward = reward + cfg.gamma * final_value * truncated
             s.rewards[t] = reward
-            s.dones[t] = (terminated | truncated).to(self.device, torch.float32)
+            s.dones[t] = done
             obs = obs.to(self.device)
             if on_step is not None:
                 on_step(info)
@@ -227,11 +257,16 @@ class PPO:
         return obs, stats
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "learning_rate": self.learning_rate}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "learning_rate": self.learning_rate}
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.learning_rate = float(state["learning_rate"])
         for group in self.optimizer.param_groups:

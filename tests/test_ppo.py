@@ -67,7 +67,7 @@ def test_collect_bootstraps_truncated_but_not_terminated_episodes():
     with torch.no_grad():  # a critic that always says 5
         model.critic[-1].weight.zero_()
         model.critic[-1].bias.fill_(5.0)
-    cfg = PPOConfig(num_steps=3, gamma=0.9, lam=1.0)
+    cfg = PPOConfig(num_steps=3, gamma=0.9, lam=1.0, normalize_rewards=False)
     ppo = PPO(model, cfg, 2, torch.device("cpu"))
     seen = []
     ppo.collect(_ScriptedEnv(), torch.zeros(2, 3), on_step=seen.append)
