@@ -145,6 +145,11 @@ class Go1Velocity(Task):
         metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": np.sqrt(yaw_err)}
         return r * c.control_dt, terminated, metrics
 
+    def reward_ceiling(self) -> float:
+        """Per-step reward of perfect tracking with every penalty at zero (the H-infinity oracle)."""
+        w = self.cfg.rewards
+        return (w.tracking_lin_vel + w.tracking_ang_vel) * self.cfg.control_dt
+
     def success(self, final, ep_return, ep_length, metric_sums, terminated) -> np.ndarray:
         mean_error = metric_sums["lin_vel_error"] / np.maximum(ep_length, 1)
         return ~terminated & (mean_error < self.cfg.success_tracking_error)
