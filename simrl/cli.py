@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "simrl.bench",
     "simrl.train",
     "simrl.evaluate",
+    "simrl.dream.cli",
     "simrl.validate.cli",
 )
 
