@@ -15,6 +15,7 @@ whatever the task's reward scale.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -170,6 +171,7 @@ class PPO:
         p = model.policy
         self.storage = RolloutStorage(cfg.num_steps, num_envs, p.obs_dim, p.act_dim, device)
         self.reward_scaler = RewardScaler(num_envs, cfg.gamma, device) if cfg.normalize_rewards else None
+        self._t = 0                      # next storage slot of act()/record()
 
     @torch.inference_mode()
     def collect(self, env: Any, obs: torch.Tensor,
@@ -177,34 +179,64 @@ class PPO:
         """Steps ``env`` ``num_steps`` times from ``obs``, fills the storage and computes the
         advantages; ``on_step(info)`` sees each step's info (finished episodes). Returns the
         observation to continue from."""
-        s, cfg, policy = self.storage, self.cfg, self.model.policy
-        s.std.copy_(policy.log_std.exp())
-        for t in range(cfg.num_steps):
-            if policy.normalizer is not None:
-                policy.normalizer.update(obs)
-            z = policy.normalize(obs)
-            mean = policy.mean(z)
-            actions = mean + s.std * torch.randn_like(mean)
-            s.obs[t], s.actions[t], s.means[t] = z, actions, mean
-            s.log_probs[t] = torch.distributions.Normal(mean, s.std).log_prob(actions).sum(-1)
-            s.values[t] = self.model.value(z)
+        for _ in range(self.cfg.num_steps):
+            actions = self.act(obs)
             obs, reward, terminated, truncated, info = env.step(actions)
-            reward, truncated = reward.to(self.device), truncated.to(self.device)
-            done = terminated.to(self.device) | truncated
-            if self.reward_scaler is not None:
-                reward = self.reward_scaler(reward, done)
-            if "final_obs" in info:  # bootstrap episodes cut by the time limit
-                final_value = self.model.value(policy.normalize(info["final_obs"].to(self.device)))
-                reward = reward + cfg.gamma * final_value * truncated
-            s.rewards[t] = reward
-            s.dones[t] = done
+            self.record(reward, terminated, truncated, info.get("final_obs"))
             obs = obs.to(self.device)
             if on_step is not None:
                 on_step(info)
-        last_values = self.model.value(policy.normalize(obs))
+        self.finish(obs)
+        return obs
+
+    # One transition at a time, for agents stepped inside someone else's loop (the disturber).
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Samples actions for ``obs`` and stores the first half of transition ``t``."""
+        s, policy, t = self.storage, self.model.policy, self._t
+        if t >= self.cfg.num_steps:
+            raise RuntimeError("rollout storage is full: call finish() and update()")
+        if t == 0:
+            s.std.copy_(policy.log_std.exp())
+        # Gaussian log-density of mean + std * noise: -|noise|^2 / 2 - sum(log std) - d/2 log(2 pi)
+        log_prob_offset = -(policy.log_std.sum() + 0.5 * policy.act_dim * math.log(2.0 * math.pi))
+        obs = obs.to(self.device)
+        if policy.normalizer is not None:
+            policy.normalizer.update(obs)
+        z = policy.normalize(obs)
+        mean = policy.mean(z)
+        actions = mean + s.std * torch.randn_like(mean)
+        s.obs[t], s.actions[t], s.means[t] = z, actions, mean
+        s.log_probs[t] = torch.distributions.Normal(mean, s.std).log_prob(actions).sum(-1)
+        s.values[t] = self.model.value(z)
+        return actions
+
+    @torch.inference_mode()
+    def record(self, reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+               final_obs: torch.Tensor | None = None) -> None:
+        """Stores the reward and episode ends of transition ``t`` (bootstrapping truncations)."""
+        s, cfg, policy, t = self.storage, self.cfg, self.model.policy, self._t
+        reward, truncated = reward.to(self.device), truncated.to(self.device)
+        done = terminated.to(self.device) | truncated
+        if self.reward_scaler is not None:
+            reward = self.reward_scaler(reward, done)
+        if final_obs is not None:  # bootstrap episodes cut by the time limit
+            final_value = self.model.value(policy.normalize(final_obs.to(self.device)))
+            reward = reward + cfg.gamma * final_value * truncated
+        s.rewards[t] = reward
+        s.dones[t] = done
+        self._t = t + 1
+
+    @torch.inference_mode()
+    def finish(self, obs: torch.Tensor) -> None:
+        """Computes advantages and returns of the full storage, bootstrapping from ``obs``."""
+        s, cfg = self.storage, self.cfg
+        if self._t != cfg.num_steps:
+            raise RuntimeError(f"finish() after {self._t} of {cfg.num_steps} steps")
+        last_values = self.model.value(self.model.policy.normalize(obs.to(self.device)))
         s.advantages[...], s.returns[...] = compute_gae(s.rewards, s.values, s.dones, last_values,
                                                         cfg.gamma, cfg.lam)
-        return obs
+        self._t = 0
 
     def update(self) -> dict[str, float]:
         """Epochs of minibatch gradient steps on the collected rollout; returns mean losses."""
