@@ -120,7 +120,8 @@ class ActorCritic(nn.Module):
 
     def distribution(self, z: torch.Tensor) -> torch.distributions.Normal:
         mean = self.policy.mean(z)
-        return torch.distributions.Normal(mean, self.policy.log_std.exp().expand_as(mean))
+        return torch.distributions.Normal(mean, self.policy.log_std.exp().expand_as(mean),
+                                          validate_args=False)
 
     def value(self, z: torch.Tensor) -> torch.Tensor:
         return self.critic(z).squeeze(-1)

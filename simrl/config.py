@@ -85,9 +85,6 @@ def convert(value: Any, hint: Any) -> Any:
         if len(args) == 2:
             return {convert(k, args[0]): convert(v, args[1]) for k, v in value.items()}
         return dict(value)
-    if origin is list:
-        (arg,) = typing.get_args(hint)
-        return [convert(v, arg) for v in value]
     return value
 
 

@@ -42,6 +42,7 @@ class SB3Trainer(Trainer):
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
         import envs.gym
+        from envs.batched import resolve_distribution
         from envs.tasks import make_task
 
         super().__init__(cfg, out)
@@ -56,7 +57,7 @@ class SB3Trainer(Trainer):
         self.raw_venv = make_vec_env(envs.gym.SimrlEnv, n_envs=t.num_envs, seed=t.seed,
                                      env_kwargs=env_kwargs,
                                      vec_env_cls=DummyVecEnv if t.vec_env == "dummy" else SubprocVecEnv)
-        self._distribution = self.raw_venv.get_attr("core", [0])[0].distribution
+        self._distribution = resolve_distribution(dr, self.task)[1]
         self.venv = self.raw_venv
         self.vec_normalize = None
         if cfg.network.normalize_obs:
@@ -97,8 +98,10 @@ class SB3Trainer(Trainer):
         return self._distribution
 
     def set_distribution(self, dist: Any) -> None:
-        for core in self.raw_venv.get_attr("core"):
-            core.set_distribution(dist)
+        if self.cfg.train.vec_env != "dummy":
+            raise ValueError("changing the DR distribution of SB3 envs needs --vec-env dummy")
+        for env in self.raw_venv.envs:
+            env.unwrapped.core.set_distribution(dist)
         self._distribution = dist
 
     def policy(self) -> Policy:

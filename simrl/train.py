@@ -87,9 +87,10 @@ class RunConfig:
 
 # Defaults by task and by algorithm, applied before the user's options.
 DEFAULTS: dict[str, dict[str, Any]] = {
+    # rsl_rl's legged-robot settings (fewer worlds: a CPU simulator).
     "go1-velocity": {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
-                     "ppo.entropy_coef": 0.005, "network.activation": "elu",
-                     "network.actor_hidden": (256, 128, 128), "network.critic_hidden": (256, 128, 128)},
+                     "ppo.entropy_coef": 0.01, "network.activation": "elu",
+                     "network.actor_hidden": (512, 256, 128), "network.critic_hidden": (512, 256, 128)},
     "sb3-sac": {"train.num_envs": 1, "network.actor_hidden": (256, 256),
                 "network.critic_hidden": (256, 256), "network.activation": "relu",
                 "network.normalize_obs": False},
@@ -269,6 +270,7 @@ class Trainer:
 
     def finish(self) -> Path:
         """Saves ``final/`` and closes the logs."""
+        self.wall_time = time.perf_counter() - self._t0
         final = self.save_checkpoint(self.out / "final")
         self._bar.close()
         self._writer.close()
