@@ -121,18 +121,22 @@ def apply_overrides(default: Any, overrides: Mapping[str, Any], where: str = "co
     return from_dict(default, nested, where)
 
 
-def _fields(classes: Iterable[type], prefix: str) -> dict[str, tuple[Any, str]]:
-    """Dotted field path -> (type hint, owner names), over the union of ``classes``' fields."""
-    out: dict[str, tuple[Any, str]] = {}
+def _fields(classes: Iterable[type], prefix: str) -> dict[str, tuple[Any, str, Any]]:
+    """Dotted field path -> (type hint, owner class names, default), over the union of
+    ``classes``' fields (the default is that of the first class with the field)."""
+    out: dict[str, tuple[Any, str, Any]] = {}
     for cls in classes:
-        hints = _hints(cls)
+        hints, default = _hints(cls), cls()
         for f in dataclasses.fields(cls):
-            path, hint = f"{prefix}.{f.name}", hints[f.name]
+            path, hint, value = f"{prefix}.{f.name}", hints[f.name], getattr(default, f.name)
             if dataclasses.is_dataclass(hint):
-                for sub, (h, owner) in _fields([hint], path).items():
-                    out.setdefault(sub, (h, owner))
+                for sub, info in _fields([hint], path).items():
+                    out.setdefault(sub, info)
+            elif path in out:
+                hint_, owners, value_ = out[path]
+                out[path] = (hint_, f"{owners}, {cls.__name__}", value_)
             else:
-                out.setdefault(path, (hint, cls.__name__))
+                out[path] = (hint, cls.__name__, value)
     return out
 
 
@@ -144,15 +148,18 @@ def add_arguments(parser: argparse.ArgumentParser | Any, classes: type | Iterabl
     later by :func:`apply_overrides`. ``helps``: help texts by field path (without prefix)."""
     classes = [classes] if isinstance(classes, type) else list(classes)
     group = parser.add_argument_group(title or f"{prefix} options")
-    for path, (hint, owner) in _fields(classes, prefix).items():
-        name = path[len(prefix) + 1:] if flat else path
+    for path, (hint, owners, default) in _fields(classes, prefix).items():
+        name = path[len(prefix) + 1:]
         base = _optional_inner(hint) or hint
-        text = (helps or {}).get(path[len(prefix) + 1:], f"({owner})")
+        text = (helps or {}).get(name)
+        if text is None:
+            text = (f"default: {json.dumps(to_jsonable(default))}" if len(classes) == 1
+                    else f"in {owners}")
         kwargs: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS,
                                   "help": f"{text} [{_type_name(hint)}]"}
         if typing.get_origin(base) is tuple:
             kwargs["nargs"] = "+"
-        group.add_argument("--" + name.replace("_", "-"), metavar="V", **kwargs)
+        group.add_argument("--" + (name if flat else path).replace("_", "-"), metavar="V", **kwargs)
 
 
 def _type_name(hint: Any) -> str:

@@ -1,10 +1,12 @@
 """``simrl train``: PPO on the batched env (or SB3 PPO/SAC on the Gymnasium env), with a live
-progress bar, TensorBoard scalars, periodic self-describing checkpoints and exact resume.
+progress bar, TensorBoard scalars, periodic self-describing checkpoints and resume.
 
 A run directory holds ``config.json`` (the resolved configuration: every field of every
 section), ``tb/`` (TensorBoard events), ``checkpoints/step_XXXXXXXXX/`` and ``final/``. Each
 checkpoint is a deployable :mod:`policies` checkpoint plus ``training_state.pt`` (optimizer,
-critic, learning rate, step counter, RNG states) that ``--resume`` continues from.
+critic, normalizers, learning rate, step counter, RNG states) that ``--resume`` continues from.
+Resuming is reproducible (the same checkpoint always continues the same way), but the episodes
+running at the checkpoint start over, so it is not bit-identical to an uninterrupted run.
 
 Every config field can be set from the command line: ``--ppo.learning-rate 1e-3``,
 ``--network.actor-hidden 256 256``, ``--task.max-episode-steps 500``.
