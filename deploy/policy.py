@@ -1,0 +1,65 @@
+"""The exported policy on the robot computer: ``policy.onnx`` run with onnxruntime.
+
+ONNX contract (written by :mod:`policies.export`):
+
+* input ``obs``: float32 ``(batch, obs_dim)``, the *raw* observation vector in the order of the
+  spec's observation names (normalization is inside the graph);
+* output ``action``: float32 ``(batch, act_dim)``, the deterministic action in policy units,
+  clipped to [-1, 1] (what ``task.action_to_ctrl`` takes);
+* output ``scaled_action``: ``offset + scale * action`` with the spec's action scale and offset:
+  joint position targets (``joint_position`` actions), actuator commands (``actuator``) or the
+  per-step target change (``joint_position_delta``), for runtimes other than this one;
+* metadata: ``simrl.policy_sha256`` (sha256 of the ``policy.pt`` it was exported from; a
+  mismatch means the export is stale), ``simrl.task``, ``simrl.observation_names``,
+  ``simrl.action_names`` (JSON lists).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deploy.spec import WEIGHTS_FILE, file_sha256
+
+ONNX_FILE = "policy.onnx"
+INPUT = "obs"
+OUTPUTS = ("action", "scaled_action")
+META_SHA = "simrl.policy_sha256"
+META_TASK = "simrl.task"
+META_OBS = "simrl.observation_names"
+META_ACT = "simrl.action_names"
+
+
+class OnnxPolicy:
+    """``action = policy(obs)`` for one raw observation (obs_dim,), on one CPU thread."""
+
+    def __init__(self, checkpoint: str | os.PathLike, spec: dict):
+        import onnxruntime as ort
+        root = Path(checkpoint)
+        path = root / ONNX_FILE
+        if not path.exists():
+            raise ValueError(f"checkpoint {root}: no {ONNX_FILE}; run `simrl export --checkpoint "
+                             f"{root} --format onnx` first")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        weights = root / WEIGHTS_FILE
+        if weights.exists() and meta.get(META_SHA) != file_sha256(weights):
+            raise ValueError(f"{path} was exported from other weights than {weights} (stale "
+                             "export); run `simrl export` again")
+        for key, names in ((META_OBS, spec["observation"]["names"]), (META_ACT, spec["action"]["names"])):
+            if json.loads(meta.get(key, "[]")) != list(names):
+                raise ValueError(f"{path}: {key} differ from the checkpoint spec's")
+        self.obs_dim, self.act_dim = len(spec["observation"]["names"]), len(spec["action"]["names"])
+        self._input = np.zeros((1, self.obs_dim), dtype=np.float32)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self._input[0] = obs
+        return self.session.run(OUTPUTS[:1], {INPUT: self._input})[0][0].astype(np.float64)
