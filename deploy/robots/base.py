@@ -1,0 +1,107 @@
+"""What every robot back-end speaks: state samples in, commands out.
+
+A back-end fills the *measured* part of the robot-state record (:class:`envs.RobotState`:
+joint positions and velocities, IMU orientation and gyro, task extras such as object poses) plus
+actuator-space readings ``motor_pos`` / ``motor_vel`` (the units of the actuator commands, which
+the safety layer needs). The runtime owns the rest: the command, the last action and the task
+state, so the same ``task.observation`` runs on the simulator and on the robot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterable, Protocol, runtime_checkable
+
+import numpy as np
+
+from envs.robot_state import RobotState
+
+MOTOR_FIELDS = ("motor_pos", "motor_vel")
+RUN, DAMP = 0, 1  # command modes
+_RECORD_FIELDS = {f.name for f in fields(RobotState)} - {"extras", "command", "last_action"}
+
+
+class RobotLost(RuntimeError):
+    """The robot (its process or its link) is gone."""
+
+
+@dataclass
+class StateSample:
+    """One state reading: ``fields`` maps names to 1-D float arrays (no batch dimension)."""
+
+    seq: int                      # increases by one per sample the robot sends
+    stamp: float                  # robot clock, seconds
+    fields: dict[str, np.ndarray]
+
+
+@dataclass
+class Command:
+    """Actuator commands for one control step.
+
+    ``mode`` RUN: ``ctrl`` are the actuator inputs (joint position targets for position servos,
+    normalized efforts for direct actuators) tracked with stiffness ``kp`` and damping ``kd``
+    (per actuator; ignored by direct actuators). ``mode`` DAMP: the robot stops, servos apply
+    only ``-kd * velocity`` and direct actuators go to zero effort.
+    """
+
+    ctrl: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    mode: int = RUN
+
+
+@dataclass
+class LinkStats:
+    """Packet counters of a link (zeros for back-ends without one)."""
+
+    sent: int = 0
+    send_dropped: int = 0         # the socket refused the packet (buffer full)
+    received: int = 0             # valid packets
+    rejected: int = 0             # malformed, short, unknown or bad-CRC packets
+    lost: int = 0                 # sequence numbers never seen
+    late: int = 0                 # arrived after a newer packet; discarded
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@runtime_checkable
+class Robot(Protocol):
+    """A robot back-end. ``lockstep`` back-ends advance their physics by one control period per
+    ``send_command`` and never need the runtime to sleep; the others run on their own clock."""
+
+    name: str                     # for the log metadata, e.g. "mujoco:go1-flat"
+    source: str                   # real-log source: "robot" or "sim2sim"
+    lockstep: bool
+
+    def connect(self, timeout: float = 60.0) -> StateSample:
+        """Starts or reaches the robot; returns its first state."""
+
+    def read_state(self) -> StateSample | None:
+        """The newest state not returned before, or None when nothing new arrived."""
+
+    def send_command(self, command: Command) -> None: ...
+
+    def link_stats(self) -> LinkStats: ...
+
+    def close(self) -> None:
+        """Stops the robot (damped) and releases it; idempotent."""
+
+
+
+def measured_fields(rs: RobotState, task_state_keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """What a robot reports of the record ``rs`` (one row, copied): everything except the
+    runtime's parts (command, last action, task-state entries)."""
+    runtime = {"command", "last_action", *task_state_keys}
+    return {k: np.array(v[0], dtype=np.float64) for k, v in rs.to_dict().items() if k not in runtime}
+
+
+def compose_state(fields: dict[str, np.ndarray], task_state: dict[str, np.ndarray],
+                  last_action: np.ndarray) -> RobotState:
+    """The robot-state record (batch of one) from a robot's ``fields`` and the runtime's
+    task state and last action: the inverse of :func:`measured_fields`."""
+    kw = {k: v[None] for k, v in fields.items() if k in _RECORD_FIELDS}
+    extras = {k: v[None] for k, v in fields.items() if k not in _RECORD_FIELDS and k not in MOTOR_FIELDS}
+    extras.update({k: v.copy() for k, v in task_state.items() if k != "command"})
+    command = task_state.get("command", np.zeros((1, 0)))
+    return RobotState(**kw, command=command, last_action=last_action[None], extras=extras)

@@ -1,0 +1,207 @@
+"""The safety layer between the policy and the motors.
+
+Every control step the runtime passes the policy's action and the resulting actuator commands
+through it. Limits (the step goes on, the event is flagged and counted):
+
+* ``action_rate_limit``: the action moves at most ``max_action_delta`` (policy units) per step;
+* ``velocity_limit``: a servo turning faster than ``max_velocity`` gets no torque that would
+  speed it up further;
+* ``torque_limit``: the servo torque estimate ``kp * (target - q) - kd * qd`` stays within the
+  actuator force limit (times ``torque_fraction``), by moving the target; direct (effort)
+  actuators are clamped to their control and force ranges;
+* ``position_limit``: servo targets are clamped into the joint range (shrunk by
+  ``position_margin``) and the control range. Position limits always hold; the torque limit
+  holds whenever it is compatible with them (a joint already outside its range is pulled back
+  even if that takes more torque);
+* ``soft_start``: for ``soft_start_s`` seconds the servos move from the measured pose to the
+  default pose before the policy takes over.
+
+Stops (the run ends with damped-stop commands): ``nonfinite_action`` (NaN/inf from the policy),
+``nonfinite_state``, ``tilt`` (the base tilts past ``max_tilt_deg``: a fall), ``stale_data``
+(no fresh state for ``stale_periods`` control periods), ``robot_lost`` (the robot process or
+link died) and ``estop`` (Ctrl-C / SIGTERM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from deploy.robots.base import DAMP, Command
+from envs.robot_state import RobotState, projected_gravity
+
+LIMIT_EVENTS = ("soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
+STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "tilt", "stale_data", "robot_lost", "estop")
+EVENTS = LIMIT_EVENTS + STOP_EVENTS
+
+
+@dataclass
+class SafetyConfig:
+    """Limits and reactions of the safety layer (units of the actuators: rad for hinge joints)."""
+
+    position_margin: float = 0.0     # keep servo targets this far inside the joint ranges
+    max_velocity: float = 30.0       # servo speed above which no torque may speed it up
+    torque_fraction: float = 1.0     # share of the actuator force limit the PD may demand
+    max_action_delta: float = 1.0    # policy units per control step
+    max_tilt_deg: float = 60.0       # base tilt counted as a fall (robots with an IMU)
+    stale_periods: int = 2           # control periods without fresh state before stopping
+    soft_start_s: float = 1.0        # move to the default pose first (servo robots only)
+    stop_kd: float = 1.0             # damping of the damped stop (force per unit velocity)
+    stop_hold_s: float = 0.2         # damped-stop commands are sent this long before the end
+
+    def __post_init__(self) -> None:
+        for name in ("position_margin", "max_velocity", "torque_fraction", "max_action_delta",
+                     "soft_start_s", "stop_kd", "stop_hold_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"SafetyConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.stale_periods < 1:
+            raise ValueError("SafetyConfig.stale_periods must be >= 1")
+
+
+@dataclass
+class Actuators:
+    """What the safety layer knows about the actuators (arrays of length ``nu``)."""
+
+    servo: np.ndarray        # bool: position servo (ctrl is a target) vs direct effort
+    low: np.ndarray          # command limits: targets for servos, efforts for direct actuators
+    high: np.ndarray
+    force_limit: np.ndarray  # |actuator force| bound, inf when unlimited
+    kp: np.ndarray           # servo stiffness and damping commanded to the robot
+    kd: np.ndarray
+
+    @classmethod
+    def from_model(cls, model: mujoco.MjModel, pd_gains: dict | None = None,
+                   cfg: SafetyConfig | None = None) -> "Actuators":
+        """Limits from the MJCF: control ranges, joint ranges (via the transmission gear) and
+        force ranges; servo gains from ``pd_gains`` (the spec's, for the first actuators) or
+        the model's ``<position kp kv>``."""
+        cfg = cfg or SafetyConfig()
+        m, nu = model, model.nu
+        kp = m.actuator_gainprm[:, 0].copy()
+        kd = -m.actuator_biasprm[:, 2].copy()
+        servo = ((m.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
+                 & (m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+                 & np.isclose(m.actuator_biasprm[:, 1], -kp) & (kp > 0))
+        if pd_gains is not None:
+            n = len(pd_gains["kp"])
+            kp[:n], kd[:n] = pd_gains["kp"], pd_gains["kd"]
+        low = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 0], -np.inf)
+        high = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 1], np.inf)
+        force = np.where(m.actuator_forcelimited,
+                         np.abs(m.actuator_forcerange).max(axis=1), np.inf) * cfg.torque_fraction
+        for i in range(nu):
+            if servo[i] and m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT:
+                j = m.actuator_trnid[i, 0]
+                if m.jnt_limited[j]:
+                    lo, hi = sorted(m.jnt_range[j] * m.actuator_gear[i, 0])
+                    if hi - lo > 2 * cfg.position_margin:
+                        lo, hi = lo + cfg.position_margin, hi - cfg.position_margin
+                    low[i], high[i] = max(low[i], lo), min(high[i], hi)
+            elif not servo[i] and np.isfinite(force[i]) and kp[i] != 0:
+                bound = force[i] / abs(kp[i])  # direct actuator: force = gain * ctrl
+                low[i], high[i] = max(low[i], -bound), min(high[i], bound)
+        return cls(servo, low, high, force, np.where(servo, kp, 0.0), np.where(servo, kd, 0.0))
+
+
+class SafetyLayer:
+    """Applies :class:`SafetyConfig` to actions and commands; ``flags`` holds this step's
+    events, ``counts`` the run's totals."""
+
+    def __init__(self, actuators: Actuators, cfg: SafetyConfig):
+        self.act, self.cfg = actuators, cfg
+        self.counts = {e: 0 for e in EVENTS}
+        self.flags = {e: False for e in EVENTS}
+        self.last_ctrl: np.ndarray | None = None  # the last command that passed the layer
+        self._cos_tilt = float(np.cos(np.radians(cfg.max_tilt_deg)))
+
+    @property
+    def has_servos(self) -> bool:
+        return bool(self.act.servo.any())
+
+    def begin_step(self) -> None:
+        for e in self.flags:
+            self.flags[e] = False
+
+    def flag(self, event: str) -> None:
+        if not self.flags[event]:
+            self.flags[event] = True
+            self.counts[event] += 1
+
+    def stop_reason(self) -> str | None:
+        """The first stop event flagged this step, if any."""
+        return next((e for e in STOP_EVENTS if self.flags[e]), None)
+
+    # -- checks on what comes in ------------------------------------------------------------
+    def check_state(self, fields: dict[str, np.ndarray], rs: RobotState) -> None:
+        """Flags non-finite readings and falls."""
+        if not all(np.isfinite(v).all() for v in fields.values()):
+            self.flag("nonfinite_state")
+        elif rs.base_quat is not None and projected_gravity(rs.base_quat)[0, 2] > -self._cos_tilt:
+            self.flag("tilt")
+
+    def limit_action(self, action: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """The action clipped to [-1, 1] and rate limited; non-finite actions are flagged (the
+        caller stops) and replaced by ``previous``."""
+        if not np.isfinite(action).all():
+            self.flag("nonfinite_action")
+            return previous.copy()
+        a = np.clip(action, -1.0, 1.0)
+        m = self.cfg.max_action_delta
+        limited = previous + np.clip(a - previous, -m, m)
+        if np.any(np.abs(limited - a) > 1e-12):
+            self.flag("action_rate_limit")
+        return limited
+
+    # -- commands -----------------------------------------------------------------------------
+    def limit_command(self, ctrl: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """Actuator commands within the limits for the motor positions ``q`` and velocities
+        ``qd`` (actuator units). Non-finite entries keep the last safe command."""
+        a = self.act
+        fallback = self.last_ctrl if self.last_ctrl is not None else np.where(
+            a.servo & np.isfinite(q), q, 0.0)
+        t = np.where(np.isfinite(ctrl), ctrl, fallback)
+        if np.any(a.servo & ((t < a.low - 1e-9) | (t > a.high + 1e-9))):
+            self.flag("position_limit")
+        t = np.where(a.servo, np.clip(t, a.low, a.high), t)
+        s = a.servo & np.isfinite(q) & np.isfinite(qd) & (a.kp > 0)
+        if s.any():
+            kp, kd, qs, qds = a.kp[s], a.kd[s], q[s], qd[s]
+            tau = kp * (t[s] - qs) - kd * qds
+            fast = (np.abs(qds) > self.cfg.max_velocity) & (tau * qds > 0)
+            if fast.any():
+                self.flag("velocity_limit")
+                tau = np.where(fast, 0.0, tau)
+            clipped = np.clip(tau, -a.force_limit[s], a.force_limit[s])
+            if np.any(clipped != tau):
+                self.flag("torque_limit")
+            t[s] = qs + (clipped + kd * qds) / kp
+        outside = (t < a.low - 1e-9) | (t > a.high + 1e-9)
+        if np.any(outside & ~a.servo):
+            self.flag("torque_limit")
+        if np.any(outside & a.servo):  # the torque limit pulled a target out of the range
+            self.flag("position_limit")
+        t = np.clip(t, a.low, a.high)
+        self.last_ctrl = t
+        return t
+
+    def soft_start(self, elapsed: float, q_start: np.ndarray, default_ctrl: np.ndarray) -> np.ndarray:
+        """Servo targets on the straight line from the start pose to the default pose
+        (``elapsed`` / ``soft_start_s`` of the way); direct actuators get the default command."""
+        self.flag("soft_start")
+        s = min(1.0, elapsed / self.cfg.soft_start_s) if self.cfg.soft_start_s > 0 else 1.0
+        return np.where(self.act.servo, q_start + s * (default_ctrl - q_start), default_ctrl)
+
+    def soft_start_done(self, elapsed: float) -> bool:
+        return not self.has_servos or elapsed >= self.cfg.soft_start_s
+
+    def stop_command(self) -> Command:
+        """The damped stop: servos apply ``-stop_kd * velocity`` only, direct actuators zero."""
+        a = self.act
+        hold = self.last_ctrl if self.last_ctrl is not None else np.zeros(len(a.servo))
+        kd = np.where(a.servo, self.cfg.stop_kd, 0.0)
+        return Command(np.where(a.servo, hold, 0.0), np.zeros(len(a.servo)), kd, DAMP)
+
+    def run_command(self, ctrl: np.ndarray) -> Command:
+        return Command(ctrl, self.act.kp, self.act.kd)
