@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "simrl.evaluate",
     "simrl.dream.cli",
     "simrl.validate.cli",
+    "simrl.deploy_cli",
 )
 
 
