@@ -147,3 +147,22 @@ def test_sb3_ppo_run_saves_a_matching_checkpoint(tmp_path):
     from_zip = policies.load(final / "sb3_model.zip", task="hopper",
                              vec_normalize=final / "vecnormalize.pkl")
     np.testing.assert_array_equal(from_zip(obs), ours(obs))
+
+
+def test_sb3_sac_policy_converts_and_its_zip_loads(tmp_path):
+    import gymnasium
+    from stable_baselines3 import SAC
+
+    import envs.gym  # noqa: F401  (registers simrl/Hopper-v0)
+
+    model = SAC("MlpPolicy", gymnasium.make("simrl/Hopper-v0"), buffer_size=100,
+                policy_kwargs={"net_arch": [32, 32]}, seed=0, device="cpu")
+    model.save(tmp_path / "sac.zip")
+    policy = policies.load(tmp_path / "sac.zip", task="hopper")
+    assert policy.spec["network"]["squash"] and policy.spec["network"]["actor_hidden"] == [32, 32]
+    obs = np.random.default_rng(1).normal(0.0, 1.0, (32, 11)).astype(np.float32)
+    np.testing.assert_allclose(policy(obs), model.predict(obs, deterministic=True)[0], atol=1e-6)
+    with pytest.raises(policies.CheckpointError, match="task walker2d has 17 and 6"):
+        policies.load(tmp_path / "sac.zip", task="walker2d")
+    with pytest.raises(policies.CheckpointError, match="does not name its task"):
+        policies.load(tmp_path / "sac.zip")
