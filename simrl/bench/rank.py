@@ -1,0 +1,267 @@
+"""How well checkpoint rankings predict performance on a reality proxy (sim-to-sim), and how
+fast scoring is.
+
+1. **Pool**: PPO checkpoints trained with different randomization (none, uniform of several
+   widths, extra families, other seeds and lengths), cached under ``--cache`` (reruns skip
+   training).
+2. **Reality proxy**: the task's robot with a fixed, held-out perturbation that no training
+   distribution equals: heavier/lighter links, low friction, weak motors, one step of control
+   latency and sensor noise (:func:`proxy_env`; ``deploy``'s MuJoCo robot can replace it).
+3. **Real logs**: a separately trained logging policy deployed on the proxy, recorded as MCAP
+   real logs (``source=sim2sim``).
+4. **Truth**: each checkpoint's mean return over ``--truth-episodes`` episodes on the proxy.
+5. ``simrl rank``'s pipeline, then Spearman's rho (and Kendall, regret@1, top-3) of VSDR,
+   sim-only and each OOD-only score against the truth, for each OOD aggregate.
+
+``--speed`` instead times scoring ``--speed-checkpoints`` checkpoints (pool checkpoints
+reused) on ``--speed-steps`` real steps (the recorded proxy steps, tiled); the simulation
+rollouts (reference data, simulation score) are timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The pool: name -> (training randomization, steps as a multiple of --steps, seed).
+WIDE = (0.25, 2.0)
+POOL: dict[str, tuple[Any, float, int]] = {
+    "none": ("none", 1.0, 0),
+    "none-short": ("none", 0.5, 1),
+    "narrow": ({"mass": (0.9, 1.1), "friction": (0.9, 1.1)}, 1.0, 0),
+    "uniform": ("uniform", 1.0, 0),
+    "uniform-s1": ("uniform", 1.0, 1),
+    "uniform-short": ("uniform", 0.5, 2),
+    "wide": ({"mass": WIDE, "friction": WIDE}, 1.0, 0),
+    "gain": ({"mass": (0.5, 1.5), "friction": (0.5, 1.5), "gain": (0.6, 1.2)}, 1.0, 0),
+    "latency": ({"mass": (0.5, 1.5), "friction": (0.5, 1.5), "latency": (0, 2)}, 1.0, 0),
+    "damping": ({"mass": (0.5, 1.5), "friction": (0.5, 1.5), "damping": (0.5, 2.0)}, 1.0, 0),
+}
+LOGGER = ("uniform", 1.0, 100)  # the policy that records the real logs (not in the pool)
+
+
+@dataclass
+class Proxy:
+    """A fixed perturbation of the task's robot: physical parameters written into every world,
+    plus Gaussian sensor noise (std per observation element: ``noise_pos`` on ``qpos_*`` and
+    ``noise_vel`` on ``qvel_*`` names, ``noise_other`` elsewhere)."""
+
+    params: dict[str, float] = field(default_factory=lambda: {
+        "mass:torso": 1.35, "mass:thigh": 0.8, "mass:leg": 1.2, "mass:foot": 1.4,
+        "friction": 0.55, "gain": 0.8, "latency": 1})
+    noise_pos: float = 0.01
+    noise_vel: float = 0.1
+    noise_other: float = 0.01
+
+
+class NoisySensors:
+    """Wraps a batched env: observations get Gaussian noise (what the robot's sensors give)."""
+
+    def __init__(self, env: Any, std: np.ndarray, seed: int):
+        self.env, self.std, self.rng = env, std, np.random.default_rng(seed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        return obs + self.std * self.rng.standard_normal(obs.shape)
+
+    def reset_numpy(self, seed: int | None = None) -> np.ndarray:
+        return self._noisy(self.env.reset_numpy(seed))
+
+    def step_numpy(self, action: Any) -> tuple:
+        obs, *rest = self.env.step_numpy(action)
+        return (self._noisy(obs), *rest)
+
+
+def proxy_env(task: str, num_envs: int, seed: int, proxy: Proxy = Proxy()) -> NoisySensors:
+    """The sim-to-sim reality proxy as a batched env (swap for ``deploy``'s MuJoCo robot)."""
+    import envs
+
+    env = envs.make(task, num_envs, dr={k: (v, v) for k, v in proxy.params.items()}, seed=seed)
+    names = env.task.observation_names
+    std = np.array([proxy.noise_pos if n.startswith("qpos") else proxy.noise_vel if n.startswith("qvel")
+                    else proxy.noise_other for n in names])
+    return NoisySensors(env, std, seed)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="hopper", help="task (default: hopper; the pool's DR names fit "
+                   "the planar tasks)")
+    p.add_argument("--cache", default=None, help="pool, logs and truth cache (default: runs/bench-rank-TASK)")
+    p.add_argument("--out", default=None, help="report directory (default: CACHE/report)")
+    p.add_argument("--steps", type=int, default=300_000, help="PPO steps of a full-length pool member "
+                   "(default: 300k)")
+    p.add_argument("--real-worlds", type=int, default=16, help="proxy worlds recording real logs (default: 16)")
+    p.add_argument("--real-steps", type=int, default=1000, help="control steps per world (default: 1000)")
+    p.add_argument("--truth-episodes", type=int, default=32, help="proxy episodes per checkpoint (default: 32)")
+    p.add_argument("--speed", action="store_true", help="time scoring instead (see above)")
+    p.add_argument("--speed-checkpoints", type=int, default=20)
+    p.add_argument("--speed-steps", type=int, default=100_000)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def train_member(task: str, name: str, dr: Any, steps: int, seed: int, root: Path) -> Path:
+    """Trains one pool member with simrl PPO unless its final checkpoint is cached."""
+    final = root / name / "final"
+    if (final / "spec.json").exists():
+        return final
+    from simrl.train import make_trainer, resolve_config
+
+    dr_arg = dr
+    if isinstance(dr, dict):  # simrl train takes a JSON file of ranges
+        dr_arg = str(root / f"{name}.dr.json")
+        Path(dr_arg).parent.mkdir(parents=True, exist_ok=True)
+        Path(dr_arg).write_text(json.dumps(_expand(task, dr)))
+    cfg = resolve_config({"train.task": task, "train.dr": dr_arg, "train.steps": steps, "train.seed": seed,
+                          "train.device": "cpu", "train.progress": False, "train.checkpoint_every": 0})
+    t = time.perf_counter()
+    trainer = make_trainer(cfg, root / name)
+    path = trainer.train()
+    print(f"  trained {name}: {trainer.step:,} steps in {time.perf_counter() - t:.0f} s "
+          f"(training mean return {trainer.episodes.summary().get('mean_return', float('nan')):.0f})")
+    return path
+
+
+def _expand(task: str, dr: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
+    """``mass`` without a target means every body the task randomizes by default."""
+    from envs.tasks import make_config
+
+    out = {}
+    for name, rng in dr.items():
+        if name == "mass":
+            bodies = [k for k in make_config(task).randomization if k.startswith("mass:")]
+            out.update({b: list(rng) for b in bodies})
+        else:
+            out[name] = list(rng)
+    return out
+
+
+def build_pool(task: str, root: Path, steps: int) -> tuple[list[Path], Path]:
+    """(pool checkpoints, logging checkpoint), training what is not cached."""
+    t = time.perf_counter()
+    pool = [train_member(task, name, dr, int(mult * steps), seed, root / "pool")
+            for name, (dr, mult, seed) in POOL.items()]
+    dr, mult, seed = LOGGER
+    logger = train_member(task, "logger", dr, int(mult * steps), seed, root)
+    print(f"pool of {len(pool)} checkpoints + logging policy ready ({time.perf_counter() - t:.0f} s)")
+    return pool, logger
+
+
+def record_real_logs(task: str, logger: Path, out: Path, worlds: int, steps: int) -> Path:
+    """Deploys the logging policy on the proxy and writes the episodes as real logs."""
+    import policies
+    from simrl.validate.record import record
+
+    if out.is_dir() and any(out.glob("*.mcap")):
+        return out
+    t = time.perf_counter()
+    paths = record(proxy_env(task, worlds, seed=1), policies.load(logger), steps, out, policy_id="logger",
+                   source="sim2sim", seed=1)
+    print(f"recorded {len(paths)} real logs ({worlds * steps:,} steps) in {time.perf_counter() - t:.0f} s")
+    return out
+
+
+def true_returns(task: str, pool: list[Path], episodes: int, cache: Path) -> np.ndarray:
+    """Mean return of each checkpoint over ``episodes`` proxy episodes (cached by path)."""
+    import policies
+    from simrl.validate.rollout import first_episodes
+
+    truth = json.loads(cache.read_text()) if cache.exists() else {}
+    for path in pool:
+        if str(path) not in truth:
+            returns, _ = first_episodes(proxy_env(task, episodes, seed=2), policies.load(path), seed=2)
+            truth[str(path)] = float(returns.mean())
+    cache.write_text(json.dumps(truth, indent=2))
+    return np.array([truth[str(p)] for p in pool])
+
+
+def quality(args: argparse.Namespace, root: Path) -> dict:
+    from simrl.validate.ranking import RankConfig, finish, rank_checkpoints
+    from simrl.validate.report import write_report
+
+    pool, logger = build_pool(args.task, root, args.steps)
+    logs = record_real_logs(args.task, logger, root / "real_logs", args.real_worlds, args.real_steps)
+    truth = true_returns(args.task, pool, args.truth_episodes, root / "truth.json")
+    cfg = RankConfig()
+    ranking = rank_checkpoints(pool, logs, cfg, log=print)
+    results = {}
+    for agg in ("mean", "q95", "frac"):
+        vsdr = replace(cfg.vsdr, aggregate=agg)
+        r = finish(ranking.checkpoints, ranking.sim, ranking.ood, ranking.real, vsdr, ranking.timings)
+        results[agg] = r.evaluate(truth)
+    metrics = results[cfg.vsdr.aggregate]
+    files = write_report(ranking, cfg, Path(args.out or root / "report"), metrics)
+    print(f"\n{'checkpoint':16s} {'true return':>11s} {'sim':>8s} {'VSDR':>6s} {'rank':>4s}")
+    for i in np.argsort(-truth):
+        print(f"{list(POOL)[i]:16s} {truth[i]:11.1f} {ranking.sim[i]:8.1f} "
+              f"{ranking.scores['vsdr'][i]:6.2f} {ranking.rank[i]:4d}")
+    print(f"\nSpearman's rho against true proxy return (OOD aggregate: default {cfg.vsdr.aggregate!r})")
+    methods = list(metrics)
+    print(f"{'method':22s} " + " ".join(f"{a:>7s}" for a in results))
+    for m in methods:
+        print(f"{m:22s} " + " ".join(f"{results[a][m]['spearman']:7.3f}" for a in results))
+    from simrl.validate.cli import print_metrics
+    print(f"\nall metrics, aggregate {cfg.vsdr.aggregate!r}:")
+    print_metrics(metrics)
+    print(f"report: {files['html']}")
+    return {"truth": dict(zip(POOL, truth.tolist())), "metrics": results,
+            "timings_s": ranking.timings, "real_steps": len(ranking.real)}
+
+
+def speed(args: argparse.Namespace, root: Path) -> dict:
+    """Times scoring N checkpoints on M real steps; simulation timed separately."""
+    import policies
+    from simrl.validate.data import RealData, load_real_data
+    from simrl.validate.ood import OODConfig, ood_scores, reference_rollouts
+    from simrl.validate.rollout import torch_threads
+    from simrl.validate.simeval import SimEvalConfig, sim_score
+
+    pool, logger = build_pool(args.task, root, args.steps)
+    logs = record_real_logs(args.task, logger, root / "real_logs", args.real_worlds, args.real_steps)
+    t = time.perf_counter()
+    recorded = load_real_data(logs, policies.load_spec(pool[0]))
+    read_s = time.perf_counter() - t
+    reps = -(-args.speed_steps // len(recorded))
+    real = RealData(np.tile(recorded.obs, (reps, 1))[:args.speed_steps],
+                    np.tile(recorded.action, (reps, 1))[:args.speed_steps],
+                    np.array([args.speed_steps]), ["tiled"], [])
+    checkpoints = [pool[i % len(pool)] for i in range(args.speed_checkpoints)]
+    cfg = OODConfig()
+    sim_s = score_s = 0.0
+    with torch_threads(1):
+        for path in checkpoints:
+            policy = policies.load(path)
+            t0 = time.perf_counter()
+            sim_score(policy, SimEvalConfig())
+            reference = reference_rollouts(policy, cfg)
+            t1 = time.perf_counter()
+            ood_scores(policy, reference, real, cfg)
+            t2 = time.perf_counter()
+            sim_s += t1 - t0
+            score_s += t2 - t1
+    out = {"checkpoints": len(checkpoints), "real_steps": len(real), "scoring_s": score_s,
+           "simulation_s": sim_s, "read_logs_steps_per_s": len(recorded) / read_s,
+           "cores": len(os.sched_getaffinity(0)), "load_avg_1min": os.getloadavg()[0]}
+    print(f"scoring {out['checkpoints']} checkpoints on {out['real_steps']:,} real steps: {score_s:.1f} s "
+          f"(target < 60 s; {score_s / len(checkpoints):.2f} s per checkpoint, 3 detectors)")
+    print(f"simulation (reference rollouts + simulation score), reported separately: {sim_s:.1f} s")
+    print(f"reading MCAP real logs: {out['read_logs_steps_per_s']:,.0f} steps/s "
+          f"({args.speed_steps / out['read_logs_steps_per_s']:.1f} s for {args.speed_steps:,} steps, once per "
+          f"ranking); {out['cores']} cores, load average {out['load_avg_1min']:.1f}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.cache or f"runs/bench-rank-{args.task}")
+    result = speed(args, root) if args.speed else quality(args, root)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
