@@ -205,9 +205,10 @@ class PPO:
             policy.normalizer.update(obs)
         z = policy.normalize(obs)
         mean = policy.mean(z)
-        actions = mean + s.std * torch.randn_like(mean)
+        noise = torch.randn_like(mean)
+        actions = mean + s.std * noise
         s.obs[t], s.actions[t], s.means[t] = z, actions, mean
-        s.log_probs[t] = torch.distributions.Normal(mean, s.std).log_prob(actions).sum(-1)
+        s.log_probs[t] = log_prob_offset - 0.5 * noise.square().sum(-1)
         s.values[t] = self.model.value(z)
         return actions
 
