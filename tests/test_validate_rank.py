@@ -15,8 +15,11 @@ from simrl.cli import main
 from simrl.logs import LogError, LogMeta, LogWriter, TruncatedLogWarning, read_log, read_logs
 from simrl.validate.data import load_real_data
 from simrl.validate.features import policy_features
+from simrl.validate.ood import OODConfig
+from simrl.validate.ranking import RankConfig, rank_checkpoints
 from simrl.validate.record import log_meta, record
 from simrl.validate.rollout import torch_threads
+from simrl.validate.simeval import SimEvalConfig
 
 EPISODE = 60  # short episodes keep simulation in tests tiny
 FAST = ["--ood.reference-envs", "4", "--ood.reference-steps", "40", "--sim.num-envs", "2",
@@ -111,6 +114,23 @@ def test_rank_end_to_end_writes_report_and_metrics(pool, real_logs, tmp_path, ca
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "Spearman" in page
     assert "Spearman" in text and "vsdr" in text
+
+
+class ObsNormModel:
+    """A stand-in world model: disagreement is the observation norm."""
+
+    def disagreement(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        assert action.shape == (len(obs), 3) and np.abs(action).max() <= 1
+        return np.linalg.norm(obs, axis=1)
+
+
+def test_rank_api_with_world_model(pool, real_logs):
+    cfg = RankConfig(ood=OODConfig(detectors=("knn",), reference_envs=4, reference_steps=30),
+                     sim=SimEvalConfig(num_envs=2))
+    ranking = rank_checkpoints(pool[:2], real_logs, cfg, world_model=ObsNormModel())
+    assert set(ranking.ood[0]) == {"knn", "world_model"}
+    assert set(ranking.scores) == {"vsdr", "sim", "ood:knn", "vsdr:knn", "ood:world_model", "vsdr:world_model"}
+    assert sorted(ranking.rank.tolist()) == [1, 2] and ranking.timings["simulation"] > 0
 
 
 def test_rank_reads_truncated_log_with_warning(pool, real_logs, tmp_path, capsys):

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from simrl.config import add_arguments, apply_overrides
+from simrl.validate.detectors import DisagreementModel
 from simrl.validate.ood import OODConfig
 from simrl.validate.ranking import RankConfig, match_truth, rank_checkpoints
 from simrl.validate.report import write_report
@@ -32,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a directory of *.mcap real logs or one log file")
     p.add_argument("--out", required=True, metavar="DIR", help="report directory")
     p.add_argument("--truth", metavar="JSON", help="measured real returns {checkpoint: return}")
+    p.add_argument("--world-model", metavar="PT", help="a simrl.dream world model of the task: its "
+                   "dropout disagreement becomes a fourth OOD score")
     add_arguments(p, OODConfig, "ood")
     add_arguments(p, SimEvalConfig, "sim")
     add_arguments(p, VSDRConfig, "vsdr")
@@ -51,14 +54,30 @@ def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
               f"{m['top3_hits']:6d}")
 
 
+def load_world_model(path: str, checkpoint: str) -> DisagreementModel:
+    """A :mod:`simrl.dream` world model that must fit the checkpoints' task and names."""
+    import policies
+    from simrl.dream import WorldModel
+
+    model = WorldModel.load(path)
+    spec = policies.load_spec(checkpoint)
+    for key, have, want in (("task", model.task, spec["task"]),
+                            ("observation_names", model.observation_names, spec["observation"]["names"]),
+                            ("action_names", model.action_names, spec["action"]["names"])):
+        if have != want:
+            raise ValueError(f"world model {path}: field {key} does not match checkpoint {checkpoint}")
+    return model
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    world_model = load_world_model(args.world_model, args.checkpoints[0]) if args.world_model else None
     truth = None
     if args.truth:
         truth = json.loads(Path(args.truth).read_text())
         if not isinstance(truth, dict):
             raise ValueError(f"--truth {args.truth}: expected a JSON object {{checkpoint: return}}")
-    ranking = rank_checkpoints(args.checkpoints, args.real_logs, cfg, log=print)
+    ranking = rank_checkpoints(args.checkpoints, args.real_logs, cfg, world_model, log=print)
     metrics = ranking.evaluate(match_truth(ranking, truth)) if truth is not None else None
     files = write_report(ranking, cfg, args.out, metrics)
     width = max(len(n) for n in ranking.names)

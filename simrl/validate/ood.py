@@ -58,12 +58,10 @@ class OODConfig:
 
 @dataclass
 class Reference:
-    """A checkpoint's simulated steps: raw observations and its actions, fit and held-out."""
+    """A checkpoint's simulated observations (raw), for fitting and held out for calibration."""
 
     fit_obs: np.ndarray
-    fit_action: np.ndarray
     holdout_obs: np.ndarray
-    holdout_action: np.ndarray
 
 
 @dataclass
@@ -102,14 +100,8 @@ def reference_rollouts(policy: Any, cfg: OODConfig) -> Reference:
     if n_hold >= cfg.reference_envs:
         raise ValueError(f"reference_envs {cfg.reference_envs} leaves no fit worlds after holding "
                          f"out {n_hold}")
-    fit, hold = slice(n_hold, None), slice(0, n_hold)
-    return Reference(_flat(ro.obs[:, fit]), _flat(ro.action[:, fit]), _flat(ro.obs[:, hold]),
-                     _flat(ro.action[:, hold]))
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
-    """(T, N, d) -> (T * N, d)."""
-    return a.reshape(-1, a.shape[-1])
+    return Reference(ro.obs[:, n_hold:].reshape(-1, ro.obs.shape[-1]),
+                     ro.obs[:, :n_hold].reshape(-1, ro.obs.shape[-1]))
 
 
 def make_detector(name: str, cfg: OODConfig) -> Mahalanobis | KNN | GMM:
@@ -133,7 +125,8 @@ def calibrate(step_scores: torch.Tensor, holdout_scores: torch.Tensor, cfg: OODC
 
 def ood_scores(policy: Any, reference: Reference, real: RealData, cfg: OODConfig,
                world_model: DisagreementModel | None = None) -> dict[str, DetectorScores]:
-    """Scores of every configured detector (plus ``world_model`` when given) on ``real``."""
+    """Scores of every configured detector on ``real``, plus ``world_model``'s disagreement on
+    the real observations and the actions this checkpoint would take there."""
     module = policy.module
     fit, hold, test = (policy_features(module, o, cfg.features)
                        for o in (reference.fit_obs, reference.holdout_obs, real.obs))
@@ -145,7 +138,6 @@ def ood_scores(policy: Any, reference: Reference, real: RealData, cfg: OODConfig
         out[name] = calibrate(det.score(test), det.score(hold), cfg)
     if world_model is not None:
         det = WorldModelDisagreement(world_model, module.obs_dim)
-        out["world_model"] = calibrate(det.score(np.concatenate([real.obs, real.action], 1)),
-                                       det.score(np.concatenate([reference.holdout_obs,
-                                                                 reference.holdout_action], 1)), cfg)
+        real_rows, hold_rows = (np.concatenate([o, policy(o)], 1) for o in (real.obs, reference.holdout_obs))
+        out["world_model"] = calibrate(det.score(real_rows), det.score(hold_rows), cfg)
     return out
