@@ -3,6 +3,7 @@ fitting learns, disagreement flags off-distribution inputs, logs become transiti
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -172,6 +173,9 @@ def test_disagreement_is_higher_off_distribution(model, data):
     assert np.median(outside) > 3 * np.median(inside)
     with pytest.raises(ValueError, match="expected obs"):
         model.disagreement(data.obs[:4, :5], data.action[:4])
+    from simrl.validate.detectors import WorldModelDisagreement
+    detector = WorldModelDisagreement(model, model.obs_dim)         # the validator's OOD score
+    assert detector.score(np.concatenate([far, data.action[rows]], 1)).shape == (256,)
 
 
 def test_real_logs_become_transitions_with_recomputed_rewards(tmp_path):
@@ -212,8 +216,24 @@ def test_cli_collect_fit_train_eval(tmp_path, capsys):
                  "--num-envs", "8", "--ppo.num-steps", "32", "--progress", "false", "--device", "cpu",
                  "--network.actor-hidden", "16", "--mode", "mean", "--num-masks", "4"]) == 0
     assert main(["dream", "eval", "--checkpoint", str(run / "final"), "--episodes", "2"]) == 0
+    assert main(["dream", "collect", "--task", "hopper", "--steps", "64", "--num-envs", "4",
+                 "--policy", str(run / "final"), "--action-noise", "0.1", "--out", str(d)]) == 0
+    assert Transitions.load(d).behaviour == f"{run / 'final'}+noise0.1"
     out = capsys.readouterr().out
     assert "validation loss" in out and "dream steps (mean masks)" in out
     assert "trained in a dream" in out and '"mode": "mean"' in out
     assert main(["dream", "train", "--model", str(m), "--out", str(run)]) == 2
     assert main(["dream", "fit", "--data", str(tmp_path / "none.txt"), "--out", str(m)]) == 2
+
+
+def test_bench_dream_reports_every_mode(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "dream", "--task", "hopper", "--data-steps", "320", "--heldout-steps", "160",
+                 "--fit-epochs", "1", "--hidden", "16", "--steps", "256", "--num-envs", "8",
+                 "--seeds", "1", "--episodes", "1", "--horizons", "1", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "open-loop prediction error" in text and "dream-to-real on hopper" in text
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["runs"]) == {"episode", "none", "mean"}
+    assert set(result["prediction_errors"]) == {"none", "mean", "episode", "step"}
+    assert (out / "dream.png").stat().st_size > 0

@@ -30,7 +30,7 @@ class MaskedDynamics:
             raise ValueError(f"unknown dream mode {mode!r}; use one of: {', '.join(MODES)}")
         if num_masks < 1:
             raise ValueError("num_masks must be >= 1")
-        self.model, self.n, self.mode = model, n, mode
+        self.model, self.mode = model, mode
         self.generator = make_generator(seed, model.device)
         if masks is not None:
             if mode != "fixed" or len(masks) != n:

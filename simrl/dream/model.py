@@ -75,7 +75,7 @@ class WorldModel(nn.Module):
         self.activation = ACTIVATIONS[self.cfg.activation]()
         self.head = nn.Linear(dims[-1], o + 2)
         for name, size in (("in_mean", o + a), ("in_std", o + a), ("delta_mean", o), ("delta_std", o),
-                           ("obs_low", o), ("obs_high", o), ("reward_stats", 4)):
+                           ("obs_low", o), ("obs_high", o), ("reward_stats", 4)):  # reward mean, std, low, high
             self.register_buffer(name, torch.zeros(size) if "mean" in name or "low" in name
                                  else torch.ones(size))
         self.register_buffer("disagreement_ref", torch.ones(()))
@@ -97,17 +97,17 @@ class WorldModel(nn.Module):
             x = np.asarray(x, dtype=np.float64)
             return (torch.as_tensor(x.mean(0), dtype=torch.float32),
                     torch.as_tensor(np.maximum(x.std(0), 1e-6), dtype=torch.float32))
-        dev = self.device
-        mean, std = stats(np.concatenate([obs, action], axis=1))
-        self.in_mean.copy_(mean), self.in_std.copy_(std)
-        mean, std = stats(next_obs - obs)
-        self.delta_mean.copy_(mean), self.delta_std.copy_(std)
+        in_mean, in_std = stats(np.concatenate([obs, action], axis=1))
+        delta_mean, delta_std = stats(next_obs - obs)
         r_mean, r_std = stats(reward[:, None])
         r_range = torch.tensor([float(np.min(reward)), float(np.max(reward))])
-        self.reward_stats.copy_(torch.cat([r_mean, r_std, r_range]))  # mean, std, low, high
         both = np.concatenate([obs, next_obs])
-        self.obs_low.copy_(torch.as_tensor(both.min(0))), self.obs_high.copy_(torch.as_tensor(both.max(0)))
-        self.starts = torch.as_tensor(starts, dtype=torch.float32, device=dev)
+        values = {"in_mean": in_mean, "in_std": in_std, "delta_mean": delta_mean,
+                  "delta_std": delta_std, "reward_stats": torch.cat([r_mean, r_std, r_range]),
+                  "obs_low": torch.as_tensor(both.min(0)), "obs_high": torch.as_tensor(both.max(0))}
+        for name, value in values.items():
+            getattr(self, name).copy_(value)
+        self.starts = torch.as_tensor(starts, dtype=torch.float32, device=self.device)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 scales: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
