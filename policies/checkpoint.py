@@ -104,6 +104,8 @@ def build_spec(policy: Policy, task: Any, distribution: Any = None,
         "network": {"type": "gaussian_mlp", "obs_dim": policy.obs_dim, "act_dim": policy.act_dim,
                     **to_jsonable(policy.cfg)},
         "dr": None if distribution is None else to_jsonable(distribution.to_dict()),
+        # residual RL: the frozen base and scale (the observation ends with the base action)
+        "residual": getattr(task, "residual_spec", None),
         "training": to_jsonable(dict(training or {})),
         "versions": package_versions(),
     }

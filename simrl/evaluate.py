@@ -48,10 +48,12 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> dict[st
 
 
 def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any = "none",
-                 seed: int = 0, max_envs: int = 256) -> dict[str, np.ndarray]:
+                 seed: int = 0, max_envs: int = 256,
+                 wrap: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
     """Runs ``episodes`` episodes of ``policy`` (observation tensor -> action tensor) in
     ``task``, one per world per round; returns per-episode returns, lengths, success flags and
-    per-step metric means."""
+    per-step metric means. ``wrap`` wraps each env (residual checkpoints run in their
+    :class:`~simrl.robust.residual.ResidualEnv`)."""
     import torch
 
     from envs.batched import BatchedEnv
@@ -62,6 +64,8 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
     while len(out["returns"]) < episodes:
         n = min(max_envs, episodes - len(out["returns"]))
         env = BatchedEnv(task, n, dr=dr, seed=seed + done_rounds, autoreset=False)
+        if wrap is not None:
+            env = wrap(env)
         obs = env.reset()
         finished = np.zeros(n, dtype=bool)
         with torch.inference_mode():
@@ -116,7 +120,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with confidence intervals",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or SB3 .zip")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="checkpoint directory or SB3 .zip (several: each is evaluated; the push "
+                        "test draws their curves in one plot)")
     p.add_argument("--task", default=None, help="task (default: the checkpoint's; required for .zip)")
     p.add_argument("--dr", default="none",
                    help="none, uniform, checkpoint (its DR at save time) or a JSON file (default: none)")
@@ -125,40 +131,117 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="policy device (default: cpu)")
     p.add_argument("--vec-normalize", default=None, help="SB3 VecNormalize pickle for a .zip")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--grid", default=None, metavar="A,B",
+                   help="success over a 2-D grid of two parameters, e.g. mass:torso,friction or "
+                        "mass:torso=0.3:2,friction=0.2:2 (ranges default to the task's)")
+    p.add_argument("--points", type=int, default=10, help="grid points per axis (default: 10)")
+    p.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid point (default: 4)")
+    p.add_argument("--push-test", action="store_true",
+                   help="success rate under pushes of growing magnitude from 8 directions")
+    p.add_argument("--out", default=None,
+                   help="directory for the grid heatmap / push-test curve (PNG + JSON)")
     add_arguments(p, [cls for _, cls in TASKS.values()], "task", "task config options")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
+    """(policy, spec, task, env wrapper or None) of one checkpoint."""
     import policies
-    from envs.randomization import distribution_from_dict
     from envs.tasks import make_config, make_task
     from policies.checkpoint import task_config
     from simrl.config import apply_overrides, overrides_from_args
+
+    options = {"vec_normalize": args.vec_normalize} if args.vec_normalize else {}
+    policy = policies.load(checkpoint, task=args.task, device=args.device, **options)
+    spec = policy.spec
+    base = (task_config(spec) if Path(checkpoint).suffix != ".zip" else make_config(spec["task"]))
+    cfg = apply_overrides(base, overrides_from_args(args, "task"), "task")
+    task = make_task(spec["task"], config=cfg)
+    wrap = None
+    if spec.get("residual"):
+        from simrl.robust.residual import ResidualEnv
+        wrap = lambda env: ResidualEnv.from_spec(env, spec["residual"])  # noqa: E731
+    return policy, spec, task, wrap
+
+
+def run(args: argparse.Namespace) -> int:
+    from envs.randomization import distribution_from_dict
+    from simrl.config import to_jsonable
     from simrl.train import resolve_dr
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
-    options = {"vec_normalize": args.vec_normalize} if args.vec_normalize else {}
-    policy = policies.load(args.checkpoint, task=args.task, device=args.device, **options)
-    spec = policy.spec
-    base = (task_config(spec) if Path(args.checkpoint).suffix != ".zip"
-            else make_config(spec["task"]))
-    cfg = apply_overrides(base, overrides_from_args(args, "task"), "task")
-    task = make_task(spec["task"], config=cfg)
-    if args.dr == "checkpoint":
-        if spec.get("dr") is None:
-            raise ValueError(f"{args.checkpoint} records no DR distribution")
-        dr = distribution_from_dict(spec["dr"])
-    else:
-        dr = resolve_dr(args.dr)
-    episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed)
-    result = {"checkpoint": str(args.checkpoint), "task": task.name, "dr": args.dr,
-              "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
-              **summarize(episodes)}
-    print(format_summary(result))
+    if args.push_test:
+        return run_push_test(args)
+    results = []
+    for checkpoint in args.checkpoint:
+        policy, spec, task, wrap = load_for_eval(checkpoint, args)
+        if args.grid:
+            results.append(run_grid(checkpoint, policy, spec, task, wrap, args))
+            continue
+        if args.dr == "checkpoint":
+            if spec.get("dr") is None:
+                raise ValueError(f"{checkpoint} records no DR distribution")
+            dr = distribution_from_dict(spec["dr"])
+        else:
+            dr = resolve_dr(args.dr)
+        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap)
+        result = {"checkpoint": str(checkpoint), "task": task.name, "dr": args.dr,
+                  "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
+                  **summarize(episodes)}
+        print(format_summary(result))
+        results.append(result)
     if args.json:
-        from simrl.config import to_jsonable
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+        data = results[0] if len(results) == 1 else results
+        Path(args.json).write_text(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
     return 0
+
+
+def run_grid(checkpoint: str, policy: Any, spec: dict, task: Any, wrap: Any,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """``--grid``: success heatmap over two parameters and the solved fraction."""
+    from dataclasses import asdict
+
+    from simrl.dr.grid import grid_eval, parse_grid, write_grid
+
+    if wrap is not None:
+        raise ValueError(f"{checkpoint}: --grid does not support residual checkpoints")
+    grid = parse_grid(args.grid, dict(task.cfg.randomization))
+    result = grid_eval(policy, task, grid, args.points, args.grid_episodes, seed=args.seed)
+    out = Path(args.out or Path(checkpoint) / "grid")
+    out.mkdir(parents=True, exist_ok=True)
+    write_grid(result, out / "grid.json", out / "grid.png", title=Path(checkpoint).name)
+    print(f"{checkpoint}: {result.params[0]} x {result.params[1]}, {args.points}x{args.points} points, "
+          f"{args.grid_episodes} episodes each: solved fraction {result.solved_fraction:.0%} "
+          f"(success >= {result.solved_threshold:.0%}); heatmap {out / 'grid.png'}")
+    return {"checkpoint": str(checkpoint), **asdict(result)}
+
+
+def run_push_test(args: argparse.Namespace) -> int:
+    """``--push-test``: success rate against push magnitude, one curve per checkpoint."""
+    from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
+
+    results = {}
+    for checkpoint in args.checkpoint:
+        policy, spec, task, wrap = load_for_eval(checkpoint, args)
+        if wrap is not None:
+            raise ValueError(f"{checkpoint}: --push-test does not support residual checkpoints")
+        if task.root_body is None:
+            raise ValueError(f"task {task.name} has no base to push")
+        cfg = PushTestConfig(seed=args.seed)
+        name = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
+        results[name] = push_test(policy, task.name, cfg, **_config_fields(task.cfg))
+    print(format_results(results))
+    out = Path(args.out or "push_test")
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(results, out / "push_test.json", out / "push_test.png")
+    print(f"curves: {out / 'push_test.png'}")
+    return 0
+
+
+def _config_fields(cfg: Any) -> dict[str, Any]:
+    """A task config as keyword overrides (the push test rebuilds the task with its command)."""
+    from dataclasses import fields
+    skip = {"command_vx", "command_vy", "command_yaw_rate", "zero_command_prob", "max_episode_steps"}
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}

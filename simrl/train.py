@@ -34,7 +34,9 @@ import torch
 import policies
 from policies.networks import ActorCritic, NetworkConfig, Policy
 from simrl.config import add_arguments, apply_overrides, from_dict, to_jsonable
+from simrl.dr.curriculum import DoraemonTrainConfig
 from simrl.ppo import PPO, PPOConfig
+from simrl.robust.hinf import HinfConfig
 
 ALGORITHMS = ("ppo", "sb3-ppo", "sb3-sac")
 TRAINING_STATE = "training_state.pt"
@@ -50,7 +52,10 @@ class TrainConfig:
 
     task: str = "hopper"
     algo: str = "ppo"                    # ppo | sb3-ppo | sb3-sac
-    dr: str = "none"                     # none | uniform | JSON file (distribution or {param: [lo, hi]})
+    dr: str = "none"                     # none | uniform | doraemon | JSON file (distribution or {param: [lo, hi]})
+    robust: str = "none"                 # none | hinf (adversarial disturber, PPO only)
+    residual: str = ""                   # residual RL on a frozen base: stand | trot | pusher | checkpoint | SB3 zip
+    residual_scale: float = 0.2          # action = base + residual_scale * residual
     num_envs: int = 64
     steps: int = 3_000_000               # total env steps (all worlds together)
     device: str = "auto"                 # auto | cpu | cuda[:i]
@@ -84,6 +89,8 @@ class RunConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
+    doraemon: DoraemonTrainConfig = field(default_factory=DoraemonTrainConfig)
+    hinf: HinfConfig = field(default_factory=HinfConfig)
     task: Any = None                     # the task's config dataclass (envs.make_config)
 
 
@@ -387,11 +394,57 @@ class PPOTrainer(Trainer):
         self.obs = self.env.reset()
 
 
+def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
+    """PPO with the options that change its env or add hooks: ``--dr doraemon`` (the
+    distribution adapts between iterations), ``--residual BASE`` (the policy corrects a frozen
+    base controller) and ``--robust hinf`` (a learning disturber pushes the robot)."""
+    from envs.batched import BatchedEnv
+    from envs.tasks import make_task
+    from simrl.dr.curriculum import DoraemonCurriculum
+    from simrl.robust.hinf import DisturbedEnv
+    from simrl.robust.residual import ResidualEnv, make_base
+
+    t = cfg.train
+    if t.robust not in ("none", "hinf"):
+        raise ValueError(f"unknown --robust {t.robust!r}: use none or hinf")
+    if t.residual and t.robust == "hinf":
+        raise ValueError("--residual and --robust hinf cannot be combined")
+    torch.manual_seed(t.seed)   # the disturber's network is built before the actor's
+    task = make_task(t.task, config=cfg.task)
+    dr = "uniform" if t.dr == "doraemon" else resolve_dr(t.dr)
+    env: Any = BatchedEnv(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
+                          external_forces=t.robust == "hinf")
+    curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")
+                  if t.dr == "doraemon" else None)
+    if t.residual:
+        cfg.network.init_log_std = min(cfg.network.init_log_std, -1.0)
+        env = ResidualEnv(env, make_base(t.residual, task), t.residual_scale)
+    if t.robust == "hinf":
+        cfg.hinf.ppo.num_steps = cfg.ppo.num_steps   # the disturber collects alongside the actor
+        env = DisturbedEnv(env, cfg.hinf)
+    trainer = PPOTrainer(cfg, out, env=env)
+    if curriculum is not None:
+        curriculum.attach(trainer)
+    if t.residual:  # the residual starts at exactly zero: training starts at the base controller
+        last = trainer.model.policy.actor[-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
+    if t.robust == "hinf":
+        def disturber_update(tr: Trainer, stats: dict[str, float]) -> None:
+            for key, value in env.end_iteration().items():
+                tr._writer.add_scalar(f"hinf/{key}", value, tr.step)
+        trainer.on_iteration.insert(0, disturber_update)
+        trainer.stateful["hinf"] = env
+    return trainer
+
+
 def make_trainer(cfg: RunConfig, out: str | Path) -> Trainer:
     """The trainer of ``cfg.train.algo``."""
     algo = cfg.train.algo
     if algo == "ppo":
-        return PPOTrainer(cfg, out)
+        return make_ppo_trainer(cfg, out)
+    if cfg.train.dr == "doraemon" or cfg.train.robust != "none" or cfg.train.residual:
+        raise ValueError("--dr doraemon, --robust and --residual are available with --algo ppo only")
     if algo in ("sb3-ppo", "sb3-sac"):
         from simrl.sb3_train import SB3Trainer
         return SB3Trainer(cfg, out)
@@ -423,7 +476,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, TrainConfig, "train", "run", flat=True, helps={
         "task": f"task: {', '.join(TASKS)} (default: {TrainConfig.task})",
         "algo": f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)",
-        "dr": "domain randomization: none, uniform or a JSON file (default: none)",
+        "dr": "domain randomization: none, uniform, doraemon (entropy-maximizing, adapts to the "
+              "policy's success) or a JSON file (default: none)",
+        "robust": "none, or hinf: an adversarial disturber pushes the base under an H-infinity "
+                  "constraint (default: none)",
+        "residual": "train a residual on a frozen base: stand, trot (go1), pusher (panda), a "
+                    "checkpoint directory or an SB3 .zip (default: none)",
+        "residual_scale": "action = base + scale * residual (default: 0.2)",
         "num_envs": "parallel worlds (default: 64; go1-velocity 256; sb3-sac 1)",
         "steps": f"total env steps (default: {TrainConfig.steps:,})",
         "device": "auto, cpu or cuda (default: auto)",
@@ -438,6 +497,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, NetworkConfig, "network")
     add_arguments(p, PPOConfig, "ppo")
     add_arguments(p, SACConfig, "sac", "sac options (--algo sb3-sac)")
+    add_arguments(p, DoraemonTrainConfig, "doraemon", "DORAEMON options (--dr doraemon)")
+    add_arguments(p, HinfConfig, "hinf", "H-infinity disturber options (--robust hinf)")
+    p.add_argument("--dr-alpha", dest="doraemon.alpha", default=argparse.SUPPRESS, metavar="A",
+                   help="DORAEMON success-rate target (= --doraemon.alpha)")
+    p.add_argument("--dr-kl", dest="doraemon.kl_bound", default=argparse.SUPPRESS, metavar="EPS",
+                   help="DORAEMON KL trust region per update (= --doraemon.kl-bound)")
     add_arguments(p, [cls for _, cls in TASKS.values()], "task",
                   "task config options (fields of the chosen task's config)")
     p.set_defaults(func=run)

@@ -38,7 +38,7 @@ def test_train_writes_checkpoints_config_and_tensorboard(run):
     config = json.loads((run / "config.json").read_text())
     assert config["ppo"]["num_steps"] == 16 and config["network"]["actor_hidden"] == [16]
     assert config["task"]["max_episode_steps"] == 100 and config["train"]["steps"] == 256
-    assert set(config) == {"train", "network", "ppo", "sac", "task"}
+    assert set(config) == {"train", "network", "ppo", "sac", "doraemon", "hinf", "task"}
     spec = policies.load_spec(run / "final")
     assert spec["training"]["steps"] == 256 and spec["task_config"]["max_episode_steps"] == 100
     policy = policies.load(run / "final", task="hopper")

@@ -74,6 +74,26 @@ def make_base(spec: str, task: Any) -> BaseController:
     return BaseController(str(path), run)
 
 
+class ResidualTask:
+    """The wrapped task as the residual policy sees it: observation plus the base action.
+    ``residual_spec`` goes into the checkpoint so evaluation and deployment rebuild the base."""
+
+    def __init__(self, task: Any, base: str, scale: float):
+        self._task = task
+        self.residual_spec = {"base": base, "scale": float(scale)}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    @property
+    def observation_names(self) -> list[str]:
+        return list(self._task.observation_names) + [f"base_{a}" for a in self._task.action_names]
+
+    @property
+    def observation_size(self) -> int:
+        return self._task.observation_size + self._task.action_size
+
+
 class ResidualEnv:
     """A batched env whose actions are residuals on a frozen base controller.
 
@@ -85,7 +105,8 @@ class ResidualEnv:
         if scale <= 0:
             raise ValueError(f"residual scale must be positive, got {scale}")
         self.env, self.base, self.scale = env, base, scale
-        self.num_envs, self.device, self.task = env.num_envs, env.device, env.task
+        self.num_envs, self.device = env.num_envs, env.device
+        self.task = ResidualTask(env.task, base.name, scale)
         self.action_size = env.action_size
         self.observation_size = env.observation_size + env.action_size
         self._obs: np.ndarray | None = None
@@ -130,6 +151,11 @@ class ResidualEnv:
             # bootstrap value uses the base action of their last step instead.
             info["final_obs"] = np.concatenate([info["final_obs"], base_action], axis=1)
         return self._augment(obs), reward, terminated, truncated, info
+
+    @classmethod
+    def from_spec(cls, env: Any, residual_spec: dict) -> "ResidualEnv":
+        """Rebuilds the wrapper a residual checkpoint was trained in (``spec["residual"]``)."""
+        return cls(env, make_base(residual_spec["base"], env.task), residual_spec["scale"])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(array, dtype=np.float32)).to(self.device)
