@@ -96,16 +96,18 @@ class Rate:
 
 @contextmanager
 def realtime_scheduling(priority: int | None = None) -> Iterator[None]:
-    """For a real-time loop: no garbage-collector pauses inside, and the SCHED_FIFO
-    ``priority`` (1-99; needs CAP_SYS_NICE) when given. Restores both on exit."""
+    """For a real-time loop: no garbage-collector pauses inside (existing objects frozen,
+    collection off), and the SCHED_FIFO ``priority`` (1-99; needs CAP_SYS_NICE) when given.
+    Restores both on exit."""
     old = os.sched_getscheduler(0), os.sched_getparam(0)
     if priority is not None:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    gc.collect()
+    gc.freeze()
     gc.disable()
     try:
         yield
     finally:
         gc.enable()
+        gc.unfreeze()
         if priority is not None:
             os.sched_setscheduler(0, old[0], old[1])

@@ -165,14 +165,14 @@ class Runtime:
     def run(self, duration: float, log_path: str | os.PathLike | None = None) -> DeployReport:
         """Connects, runs for ``duration`` seconds (robot time in lockstep), stops damped,
         closes the log and the robot."""
-        sample = self.robot.connect()
         recorder = None
+        if log_path is not None:  # before connecting: nothing slow between connect and loop
+            meta = log_meta(self.spec, self.robot.name, self.robot.source, policy_id(self.checkpoint),
+                            {"checkpoint": str(Path(self.checkpoint).resolve())})
+            recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
         try:
+            sample = self.robot.connect()
             self._check_sample(sample)
-            if log_path is not None:
-                meta = log_meta(self.spec, self.robot.name, self.robot.source, policy_id(self.checkpoint),
-                                {"checkpoint": str(Path(self.checkpoint).resolve())})
-                recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
             return self._loop(sample, duration, recorder, log_path)
         finally:
             try:
@@ -186,7 +186,7 @@ class Runtime:
         cfg, na = self.cfg, self.task.action_size
         rs0 = compose_state(sample.fields, self.task_state, np.zeros(na))
         default_ctrl = self.task.action_to_ctrl(np.zeros((1, na)), rs0, copy.deepcopy(self.task_state))[0]
-        p = _Progress(sample, np.zeros(na), sample.fields["motor_pos"].copy(), default_ctrl)
+        p = _Progress(sample, np.zeros(na), sample.fields["motor_pos"], default_ctrl)
         rate = Rate(self.dt, cfg.spin_s) if cfg.realtime else None
         hold_steps = int(np.ceil(cfg.safety.stop_hold_s / self.dt))
         estop = threading.Event()
@@ -228,13 +228,16 @@ class Runtime:
         return self._report(p, rate, wall, log_path)
 
     def _read(self, k: int, p: "_Progress") -> RobotState:
-        """The newest sample into ``p`` (watchdog and robot-lost checks) and its record."""
-        fresh = p.sample if k == 0 else None
-        if k > 0:
-            try:
-                fresh = self.robot.read_state()
-            except RobotLost:
-                self.safety.flag("robot_lost")
+        """The newest sample into ``p`` (watchdog and robot-lost checks) and its record; the
+        first step starts from the connect sample when nothing newer came."""
+        fresh = None
+        try:
+            fresh = self.robot.read_state()
+        except RobotLost:
+            self.safety.flag("robot_lost")
+        if k == 0:
+            fresh = fresh or p.sample
+            p.start_pos = fresh.fields["motor_pos"].copy()
         p.stale = 0 if fresh is not None else p.stale + 1
         if p.stale >= self.cfg.safety.stale_periods:
             self.safety.flag("stale_data")
@@ -315,7 +318,7 @@ class _Progress:
 
     sample: StateSample
     last_action: np.ndarray
-    start_pos: np.ndarray                # motor positions at connect (soft start from here)
+    start_pos: np.ndarray                # motor positions at the first step (soft start from here)
     default_ctrl: np.ndarray             # the commands of a zero action (soft start to here)
     prev: tuple | None = None            # (record, action, ctrl) of the last policy step
     ret: float = 0.0

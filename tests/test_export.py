@@ -61,6 +61,7 @@ def test_onnx_matches_torch_on_random_and_realistic_observations(tmp_path, net):
     np.testing.assert_allclose(runtime_policy(obs[3].astype(np.float64)), want[3], atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_torchscript_export_matches(tmp_path):
     ckpt = trained_like_checkpoint(tmp_path / "c")
     result = export(ckpt, "torchscript")

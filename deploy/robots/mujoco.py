@@ -88,9 +88,10 @@ class MujocoSim:
     def time(self) -> float:
         return float(self.data.time)
 
-    def reset(self) -> None:
-        """A new episode from the task's reset distribution, holding the reset controls."""
-        init = self.task.reset(self.rng, 1)
+    def reset(self, episode: int = 0) -> None:
+        """Episode ``episode`` from the task's reset distribution (seeded by the config's seed
+        and ``episode``), holding the reset controls until commands arrive."""
+        init = self.task.reset(np.random.default_rng([self.cfg.seed, episode]), 1)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:], self.data.qvel[:] = init.qpos[0], init.qvel[0]
         self.task_state = init.task_state
@@ -153,8 +154,9 @@ class MujocoSim:
 
 def serve(sim: MujocoSim, link: Link, stop: Callable[[], bool], exit_on_bye: bool,
           command_timeout: float = 0.25, rt_priority: int | None = None, max_catch_up: int = 25) -> None:
-    """The robot's real-time loop: physics on the wall clock, commands in, a state packet out
-    after every physics step while a runtime is subscribed (HELLO). Without commands for
+    """The robot's real-time loop: physics on the wall clock (up to ``max_catch_up`` steps at
+    once when late), commands in (only from the runtime that said HELLO last), a state packet
+    out after every wake-up while a runtime is subscribed. Without commands for
     ``command_timeout`` seconds the robot damps itself. ``exit_on_bye``: return on BYE or
     when the peer is gone (the robot process) instead of waiting for the next runtime."""
     with realtime_scheduling(rt_priority):
@@ -164,14 +166,17 @@ def serve(sim: MujocoSim, link: Link, stop: Callable[[], bool], exit_on_bye: boo
 def _serve(sim: MujocoSim, link: Link, stop: Callable[[], bool], exit_on_bye: bool,
            command_timeout: float, max_catch_up: int) -> None:
     rate = Rate(sim.dt)
-    subscribed, served, last_command, damped = False, False, None, False
+    subscribed, episodes, last_command, damped = False, 0, None, False
     while not stop():
         due = rate.wait()
         for packet, addr in link.receive():
-            if packet.type == HELLO:
-                if served:  # a fresh episode for every runtime after the first
-                    sim.reset()
-                subscribed, served, last_command, damped = True, True, None, False
+            if packet.type != HELLO and addr and addr != link.peer:  # not our runtime
+                link.stats.rejected += 1
+                continue
+            if packet.type == HELLO:  # a fresh episode for every runtime
+                sim.reset(episodes)
+                subscribed, last_command, damped = True, None, False
+                episodes += 1
                 if addr:
                     link.peer = addr
                 link.forget(COMMAND)

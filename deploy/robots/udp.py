@@ -24,8 +24,9 @@ Payloads:
   task extras ...) plus ``motor_pos`` / ``motor_vel`` in actuator units.
 * COMMAND (runtime -> robot): ``u8 mode`` (0 RUN, 1 DAMP), ``u8`` 0, ``u16 n``, then ``f64``
   ``ctrl[n]``, ``kp[n]``, ``kd[n]`` (see :class:`deploy.robots.base.Command`).
-* HELLO (runtime -> robot, empty): subscribe to state packets at the sender's address; the
-  MuJoCo robot server also resets its simulation (a fresh episode per connection).
+* HELLO (runtime -> robot, empty): subscribe to state packets at the sender's address; from
+  then on the robot takes COMMAND and BYE only from that address. The MuJoCo robot server also
+  resets its simulation (a fresh episode per connection).
 * BYE (runtime -> robot, empty): unsubscribe; the robot stops damped.
 
 A receiver drops a packet that is shorter than its header or its stated length, has a wrong
