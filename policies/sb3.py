@@ -129,7 +129,7 @@ def load_sb3(path: str | Path, task: Any, device: str | torch.device = "cpu",
     from envs.tasks import make_task
 
     if task is None:
-        raise CheckpointError(f"{path}: an SB3 model does not name its task; pass task=...")
+        raise CheckpointError(f"{path}: an SB3 model does not name its task; give it (task=..., or --task)")
     task_obj = make_task(task) if isinstance(task, str) else task
     sb3_policy = read_sb3_policy(path, "cpu")
     norm = None
