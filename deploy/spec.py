@@ -6,6 +6,7 @@ of it.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,13 +40,19 @@ def read_spec(checkpoint: str | os.PathLike) -> dict[str, Any]:
 
 def build_task(spec: dict[str, Any], model: str | None = None):
     """The task the checkpoint was trained on, with its saved config; ``model`` replaces the
-    robot model (an MJCF path) when given."""
+    robot model (an MJCF path) when given. Tasks are cached per process (compiling a robot
+    model can take seconds; a task's functions and model are not changed by their users)."""
+    return _task(spec["task"], json.dumps(spec.get("task_config", {}), sort_keys=True), model)
+
+
+@functools.lru_cache(maxsize=8)
+def _task(name: str, config_json: str, model: str | None):
     from envs.tasks import make_config, make_task
     from simrl.config import from_dict
-    config = from_dict(make_config(spec["task"]), spec.get("task_config", {}), f"{spec['task']} config")
+    config = from_dict(make_config(name), json.loads(config_json), f"{name} config")
     if model is not None:
         config.model = model
-    return make_task(spec["task"], config=config)
+    return make_task(name, config=config)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
