@@ -139,19 +139,22 @@ def test_killed_robot_process_gives_a_safe_stop(hopper_ckpt, tmp_path):
 
 
 def test_runtime_runs_without_torch(hopper_ckpt, tmp_path):
+    """The API and ``python -m deploy`` with every import of torch failing."""
     script = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # any import of torch now fails
         import deploy
-        report = deploy.run({hopper_ckpt!r}, "mujoco", 1.0, {str(tmp_path / 'nt.mcap')!r},
+        report = deploy.run({hopper_ckpt!r}, "mujoco", 1.0, {str(tmp_path / 'api.mcap')!r},
                             config=deploy.RuntimeConfig(realtime=False, end_on_termination=False))
-        assert sys.modules["torch"] is None
         print("steps", report.steps, report.policy_steps)
+        from deploy.__main__ import main
+        sys.exit(main(["deploy", "--checkpoint", {hopper_ckpt!r}, "--lockstep", "--duration", "0.4",
+                       "--log", {str(tmp_path / 'cli.mcap')!r}, "--no-end-on-termination"]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "steps 125 125" in out.stdout
-    assert len(read_log(tmp_path / "nt.mcap")) == 125
+    assert "steps 125 125" in out.stdout and "steps 50 (50 by the policy)" in out.stdout
+    assert len(read_log(tmp_path / "api.mcap")) == 125 and len(read_log(tmp_path / "cli.mcap")) == 50
 
 
 def test_ctrl_c_is_an_estop_with_a_closed_log(hopper_ckpt, tmp_path):
