@@ -58,9 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Runs the MuJoCo robot in real time behind the UDP protocol of "
                                    "deploy.robots.udp until Ctrl-C.", formatter_class=fmt)
     p.add_argument("--backend", choices=("mujoco",), default="mujoco")
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--checkpoint", help="simulate the task (and its config) of this checkpoint")
-    what.add_argument("--task", help="simulate this task with its default config")
+    what.add_argument("--task", default="go1-velocity",
+                      help="simulate this task with its default config (default: go1-velocity)")
     p.add_argument("--model", default=None, help="MJCF replacing the task's robot model")
     p.add_argument("--perturb", default=None, help="perturbation file (JSON/YAML)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")

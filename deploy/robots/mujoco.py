@@ -35,6 +35,7 @@ from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Link, 
                                decode_command, encode_state)
 from deploy.safety import Actuators
 from deploy.spec import build_task
+from envs.tasks import make_config
 
 
 @dataclass
@@ -56,7 +57,7 @@ class SimConfig:
 
     @property
     def name(self) -> str:
-        return f"mujoco:{self.model or self.task_config.get('model') or self.task}"
+        return f"mujoco:{self.model or self.task_config.get('model') or make_config(self.task).model}"
 
 
 class MujocoSim:
