@@ -74,6 +74,7 @@ class MujocoSim:
         self.latency, self.noise = pert.latency, pert.noise
         self.alpha = 1.0 if pert.motor_lag == 0 else float(-np.expm1(-self.dt / pert.motor_lag))
         self.rng = np.random.default_rng(cfg.seed)
+        self._gains = self.model.actuator_gainprm.copy(), self.model.actuator_biasprm.copy()
         self.reset()
         fields = self._readings()
         unknown = sorted(set(self.noise) - set(fields))
@@ -94,11 +95,11 @@ class MujocoSim:
         and ``episode``), holding the reset controls until commands arrive."""
         init = self.task.reset(np.random.default_rng([self.cfg.seed, episode]), 1)
         mujoco.mj_resetData(self.model, self.data)
+        self.model.actuator_gainprm[:], self.model.actuator_biasprm[:] = self._gains
         self.data.qpos[:], self.data.qvel[:] = init.qpos[0], init.qvel[0]
         self.task_state = init.task_state
         self.target = init.ctrl[0].copy()
         self.applied = self.target.copy()
-        self.mode = 0
         self.pending: deque[tuple[float, Command]] = deque()
         self.seq = 0
         mujoco.mj_forward(self.model, self.data)
@@ -117,7 +118,6 @@ class MujocoSim:
 
     def _apply(self, cmd: Command) -> None:
         m, s = self.model, self.servo
-        self.mode = cmd.mode
         kp = np.where(cmd.mode == DAMP, 0.0, cmd.kp) * self.kp_scale
         m.actuator_gainprm[s, 0] = kp[s]
         m.actuator_biasprm[s, 1] = -kp[s]
