@@ -46,7 +46,7 @@ class SafetyConfig:
     torque_fraction: float = 1.0     # share of the actuator force limit the PD may demand
     max_action_delta: float = 1.0    # policy units per control step
     max_tilt_deg: float = 60.0       # base tilt counted as a fall (robots with an IMU)
-    stale_periods: int = 2           # control periods without fresh state before stopping
+    stale_periods: int = 3           # control periods without fresh state before stopping
     soft_start_s: float = 1.0        # move to the default pose first (servo robots only)
     stop_kd: float = 1.0             # damping of the damped stop (force per unit velocity)
     stop_hold_s: float = 0.2         # damped-stop commands are sent this long before the end
