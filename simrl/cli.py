@@ -13,8 +13,8 @@ COMMAND_MODULES = (
     "simrl.bench",
     "simrl.train",
     "simrl.evaluate",
-    "simrl.dream.cli",
     "simrl.validate.cli",
+    "simrl.dream.cli",
     "simrl.deploy_cli",
 )
 
@@ -27,8 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    unavailable = []
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # A robot computer has no torch: its commands (deploy, robot-server) still work.
+            if exc.name is None or exc.name.split(".")[0] in ("simrl", "envs", "policies", "deploy"):
+                raise
+            unavailable.append(f"{name.removeprefix('simrl.')} (needs {exc.name})")
+            continue
+        module.add_parser(sub)
+    if unavailable:
+        parser.epilog = "unavailable here: " + ", ".join(unavailable)
     return parser
 
 

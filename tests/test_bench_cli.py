@@ -32,3 +32,27 @@ def test_bench_envs_reports_both_ratios(tmp_path, capsys):
 def test_bad_input_is_one_line_error(capsys):
     assert main(["bench", "envs", "--task", "nope", "--num-envs", "2", "--rounds", "1"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_deploy_command_works_without_torch():
+    """A robot computer has numpy, mujoco and onnxruntime but no torch: simrl deploy must start."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import sys
+        class BlockTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, BlockTorch())
+        from simrl.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    done = subprocess.run([sys.executable, "-c", code, "deploy", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--checkpoint" in done.stdout
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "unavailable here: train (needs torch)" in done.stdout
