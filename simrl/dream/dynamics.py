@@ -49,7 +49,7 @@ class MaskedDynamics:
         return DropoutMasks.sample(k, self.model.hidden_sizes, self.model.cfg.dropout, self.generator)
 
     def reset(self, idx: torch.Tensor) -> None:
-        if self.mode == "episode" and self.masks is not None and len(idx):
+        if self.mode == "episode" and len(idx):
             self.masks = self.masks.replace(idx, self.draw(len(idx)))
 
     def __call__(self, obs: torch.Tensor, action: torch.Tensor) -> Prediction:
