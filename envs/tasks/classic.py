@@ -40,7 +40,7 @@ class HopperConfig(PlanarLocomotionConfig):
     healthy_z_range: tuple[float, float] = (0.7, INF)
     healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
     healthy_state_range: tuple[float, float] = (-100.0, 100.0)
-    success_return: float | None = 1000.0
+    success_return: float | None = 1500.0    # standing still earns ~1000: success means hopping
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
         "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
@@ -52,7 +52,7 @@ class Walker2dConfig(PlanarLocomotionConfig):
     control_dt: float = 0.008
     healthy_z_range: tuple[float, float] = (0.8, 2.0)
     healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
-    success_return: float | None = 1000.0
+    success_return: float | None = 1500.0    # standing still earns ~1000: success means walking
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
         "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
