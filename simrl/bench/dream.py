@@ -144,7 +144,8 @@ def _plot(r: dict[str, Any], path: Path) -> None:
     ax1.legend(fontsize=8)
     for mode, errs in r["prediction_errors"].items():
         ax2.plot(list(errs), list(errs.values()), marker="o", label=mode)
-    ax2.set_xscale("log"), ax2.set_yscale("log")
+    ax2.set_xscale("log")
+    ax2.set_ylim(bottom=0)
     ax2.minorticks_off()
     horizons = list(next(iter(r["prediction_errors"].values())))
     ax2.set_xticks(horizons, [str(h) for h in horizons])

@@ -118,7 +118,8 @@ def concatenate(parts: Iterable[Transitions]) -> Transitions:
         offset += inverse.max() + 1
     arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ARRAYS}
     arrays["episode"] = np.concatenate(episodes)
-    return Transitions(first.task, first.observation_names, first.action_names, first.source,
+    return Transitions(first.task, first.observation_names, first.action_names,
+                       ",".join(sorted({p.source for p in parts})),
                        ",".join(sorted({p.behaviour for p in parts})), **arrays)
 
 
