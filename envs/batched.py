@@ -288,8 +288,10 @@ class BatchedEnv:
             v[idx] = 0.0
 
     def _make_robot_state(self) -> RobotState:
-        return self.task.robot_state(self.state[:, self._qpos], self.state[:, self._qvel],
-                                     self.sensordata, self.task_state, self.last_action.copy())
+        # Copies: the record must not alias the buffers the next physics step overwrites
+        # (rewards compare the previous record with the new one).
+        return self.task.robot_state(self.state[:, self._qpos].copy(), self.state[:, self._qvel].copy(),
+                                     self.sensordata.copy(), self.task_state, self.last_action.copy())
 
     def _observe(self, rs: RobotState) -> np.ndarray:
         obs = self.task.observation(rs)

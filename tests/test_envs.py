@@ -262,3 +262,27 @@ def test_ranges_default_to_model_nominal():
     m = copy.copy(env.model)
     space.apply(m, np.array([-9.0, 1.0]))
     assert m.opt.gravity[2] == -9.0
+
+
+def test_hopper_reward_matches_gymnasium_v5():
+    """Forward reward, healthy bonus and control cost as Gymnasium's Hopper-v5 computes them."""
+    import gymnasium
+    env = envs.make("hopper", 1, seed=0)
+    ref = gymnasium.make("Hopper-v5").unwrapped
+    env.reset_numpy()
+    qpos, qvel = env.state[0, env._qpos].copy(), env.state[0, env._qvel].copy()
+    ref.reset(seed=0)
+    ref.set_state(qpos, qvel)
+    rng = np.random.default_rng(0)
+    rewards, ref_rewards, velocities = [], [], []
+    for _ in range(20):
+        a = rng.uniform(-1, 1, (1, 3))
+        _, r, terminated, _, info = env.step_numpy(a)
+        _, r_ref, term_ref, _, info_ref = ref.step(a[0])
+        rewards.append(r[0])
+        ref_rewards.append(r_ref)
+        velocities.append(info_ref["x_velocity"])
+        if terminated[0] or term_ref:
+            break
+    assert np.abs(np.asarray(velocities)).max() > 0.05          # the hopper did move
+    assert np.allclose(rewards, ref_rewards, atol=0.05)
