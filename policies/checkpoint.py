@@ -106,6 +106,9 @@ def build_spec(policy: Policy, task: Any, distribution: Any = None,
         "dr": None if distribution is None else to_jsonable(distribution.to_dict()),
         # residual RL: the frozen base and scale (the observation ends with the base action)
         "residual": getattr(task, "residual_spec", None),
+        # distillation: a teacher's privileged features, a student's observation history
+        "privileged": getattr(task, "privileged_spec", None),
+        "history": getattr(task, "history_spec", None),
         "training": to_jsonable(dict(training or {})),
         "versions": package_versions(),
     }

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "simrl.validate.cli",
     "simrl.dream.cli",
     "simrl.deploy_cli",
+    "simrl.distill_cli",
 )
 
 

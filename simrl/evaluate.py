@@ -161,6 +161,9 @@ def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict,
     if spec.get("residual"):
         from simrl.robust.residual import ResidualEnv
         wrap = lambda env: ResidualEnv.from_spec(env, spec["residual"])  # noqa: E731
+    elif spec.get("privileged") or spec.get("history"):
+        from simrl.robust.distill import wrapper_from_spec
+        wrap = wrapper_from_spec(spec)
     return policy, spec, task, wrap
 
 
