@@ -129,7 +129,8 @@ def test_rank_api_with_world_model(pool, real_logs):
                      sim=SimEvalConfig(num_envs=2))
     ranking = rank_checkpoints(pool[:2], real_logs, cfg, world_model=ObsNormModel())
     assert set(ranking.ood[0]) == {"knn", "world_model"}
-    assert set(ranking.scores) == {"vsdr", "sim", "ood:knn", "vsdr:knn", "ood:world_model", "vsdr:world_model"}
+    assert set(ranking.scores) == {"vsdr", "sim", "ood:knn", "vsdr:knn", "ood:world_model",
+                                   "vsdr:world_model"}
     assert sorted(ranking.rank.tolist()) == [1, 2] and ranking.timings["simulation"] > 0
 
 
@@ -203,3 +204,15 @@ def test_bad_input_on_the_command_line(pool, tmp_path, capsys):
     code = main(["rank", "--checkpoints", str(pool[0]), str(other), "--real-logs", str(empty), *out])
     assert code == 2 and "field observation differs" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_reality_proxy_perturbs_physics_and_sensors():
+    from simrl.bench.rank import Proxy, proxy_env
+
+    proxy = proxy_env("hopper", 2, seed=0)
+    clean = envs.make("hopper", 2, seed=0, dr={k: (v, v) for k, v in Proxy().params.items()})
+    noisy_obs, clean_obs = proxy.reset_numpy(0), clean.reset_numpy(0)
+    diff = noisy_obs - clean_obs
+    assert 0 < np.abs(diff[:, :5]).max() < 0.1 and np.abs(diff[:, 5:]).std() > np.abs(diff[:, :5]).std()
+    assert dict(zip(proxy.param_names, proxy.params[0])) == pytest.approx(Proxy().params)
+    assert proxy.step_numpy(np.zeros((2, 3)))[0].shape == (2, 11)

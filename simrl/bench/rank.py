@@ -6,7 +6,9 @@ fast scoring is.
    training).
 2. **Reality proxy**: the task's robot with a fixed, held-out perturbation that no training
    distribution equals: heavier/lighter links, low friction, weak motors, one step of control
-   latency and sensor noise (:func:`proxy_env`; ``deploy``'s MuJoCo robot can replace it).
+   latency and sensor noise (:func:`proxy_env`, batched; ``deploy.run`` on its MuJoCo robot
+   with a perturbation file can replace it). Cached logs and truth are dropped when the proxy
+   or the log sizes change.
 3. **Real logs**: a separately trained logging policy deployed on the proxy, recorded as MCAP
    real logs (``source=sim2sim``).
 4. **Truth**: each checkpoint's mean return over ``--truth-episodes`` episodes on the proxy.
@@ -23,8 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +98,16 @@ def proxy_env(task: str, num_envs: int, seed: int, proxy: Proxy = Proxy()) -> No
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="hopper", help="task (default: hopper; the pool's DR names fit "
                    "the planar tasks)")
-    p.add_argument("--cache", default=None, help="pool, logs and truth cache (default: runs/bench-rank-TASK)")
+    p.add_argument("--cache", default=None,
+                   help="pool, logs and truth cache (default: runs/bench-rank-TASK)")
     p.add_argument("--out", default=None, help="report directory (default: CACHE/report)")
     p.add_argument("--steps", type=int, default=300_000, help="PPO steps of a full-length pool member "
                    "(default: 300k)")
-    p.add_argument("--real-worlds", type=int, default=16, help="proxy worlds recording real logs (default: 16)")
+    p.add_argument("--real-worlds", type=int, default=16,
+                   help="proxy worlds recording real logs (default: 16)")
     p.add_argument("--real-steps", type=int, default=1000, help="control steps per world (default: 1000)")
-    p.add_argument("--truth-episodes", type=int, default=32, help="proxy episodes per checkpoint (default: 32)")
+    p.add_argument("--truth-episodes", type=int, default=32,
+                   help="proxy episodes per checkpoint (default: 32)")
     p.add_argument("--speed", action="store_true", help="time scoring instead (see above)")
     p.add_argument("--speed-checkpoints", type=int, default=20)
     p.add_argument("--speed-steps", type=int, default=100_000)
@@ -235,32 +241,47 @@ def speed(args: argparse.Namespace, root: Path) -> dict:
                     np.array([args.speed_steps]), ["tiled"], [])
     checkpoints = [pool[i % len(pool)] for i in range(args.speed_checkpoints)]
     cfg = OODConfig()
-    sim_s = score_s = 0.0
+    sim_s = score_s = score_cpu_s = 0.0
     with torch_threads(1):
         for path in checkpoints:
             policy = policies.load(path)
             t0 = time.perf_counter()
             sim_score(policy, SimEvalConfig())
             reference = reference_rollouts(policy, cfg)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             ood_scores(policy, reference, real, cfg)
-            t2 = time.perf_counter()
             sim_s += t1 - t0
-            score_s += t2 - t1
+            score_s += time.perf_counter() - t1
+            score_cpu_s += time.process_time() - c1
     out = {"checkpoints": len(checkpoints), "real_steps": len(real), "scoring_s": score_s,
-           "simulation_s": sim_s, "read_logs_steps_per_s": len(recorded) / read_s,
+           "scoring_cpu_s": score_cpu_s, "simulation_s": sim_s,
+           "read_logs_steps_per_s": len(recorded) / read_s,
            "cores": len(os.sched_getaffinity(0)), "load_avg_1min": os.getloadavg()[0]}
     print(f"scoring {out['checkpoints']} checkpoints on {out['real_steps']:,} real steps: {score_s:.1f} s "
-          f"(target < 60 s; {score_s / len(checkpoints):.2f} s per checkpoint, 3 detectors)")
+          f"wall, {score_cpu_s:.1f} s CPU (one torch thread; target < 60 s; "
+          f"{score_s / len(checkpoints):.2f} s per checkpoint, 3 detectors)")
     print(f"simulation (reference rollouts + simulation score), reported separately: {sim_s:.1f} s")
     print(f"reading MCAP real logs: {out['read_logs_steps_per_s']:,.0f} steps/s "
-          f"({args.speed_steps / out['read_logs_steps_per_s']:.1f} s for {args.speed_steps:,} steps, once per "
-          f"ranking); {out['cores']} cores, load average {out['load_avg_1min']:.1f}")
+          f"({args.speed_steps / out['read_logs_steps_per_s']:.1f} s for {args.speed_steps:,} steps, "
+          f"once per ranking); {out['cores']} cores, load average {out['load_avg_1min']:.1f}")
     return out
+
+
+def check_cache(root: Path, args: argparse.Namespace) -> None:
+    """Drops cached real logs and truth recorded under another proxy or log size."""
+    settings = {"task": args.task, "proxy": asdict(Proxy()), "real_worlds": args.real_worlds,
+                "real_steps": args.real_steps, "truth_episodes": args.truth_episodes}
+    file = root / "proxy.json"
+    if file.exists() and json.loads(file.read_text()) != settings:
+        shutil.rmtree(root / "real_logs", ignore_errors=True)
+        (root / "truth.json").unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(settings, indent=2))
 
 
 def run(args: argparse.Namespace) -> int:
     root = Path(args.cache or f"runs/bench-rank-{args.task}")
+    check_cache(root, args)
     result = speed(args, root) if args.speed else quality(args, root)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -130,7 +130,7 @@ def ood_scores(policy: Any, reference: Reference, real: RealData, cfg: OODConfig
     module = policy.module
     fit, hold, test = (policy_features(module, o, cfg.features)
                        for o in (reference.fit_obs, reference.holdout_obs, real.obs))
-    mean, std = fit.mean(0), fit.std(0).clamp(min=1e-6)
+    mean, std = fit.mean(0), fit.std(0).clamp(min=1e-3)  # features are O(1): floor near-constant ones
     fit, hold, test = ((x - mean) / std for x in (fit, hold, test))
     out = {}
     for name in cfg.detectors:

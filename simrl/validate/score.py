@@ -8,7 +8,7 @@ Across the pool of checkpoints each raw score x (one value per checkpoint) is no
   checkpoint has the same value): unitless, and one outlier cannot dominate;
 * ``rank``: ranks mapped linearly onto [-1, 1] (ties share their mean rank).
 
-Then, with ood_d checkpoint's calibrated log score of detector d (``VSDRConfig.aggregate``,
+Then, with ood_d a checkpoint's calibrated log score of detector d (``VSDRConfig.aggregate``,
 default the mean calibrated step score, see :mod:`simrl.validate.ood`), D the detectors used
 and lambda = ``VSDRConfig.lam`` (default 1)::
 
