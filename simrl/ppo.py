@@ -42,7 +42,7 @@ class PPOConfig:
     clip_param: float = 0.2
     clip_value: bool = True
     value_loss_coef: float = 1.0
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.002          # 0 lets the hopper's action std collapse on some seeds
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
     normalize_rewards: bool = True       # divide rewards by the std of the discounted return

@@ -78,7 +78,8 @@ def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], i
     model = SB3PPO("MlpPolicy", venv, n_steps=num_steps, batch_size=per_iteration // cfg.num_minibatches,
                    n_epochs=cfg.num_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
                    gae_lambda=cfg.lam, clip_range=cfg.clip_param, clip_range_vf=cfg.clip_param,
-                   max_grad_norm=cfg.max_grad_norm, seed=0, device="cpu", verbose=0,
+                   ent_coef=cfg.entropy_coef, max_grad_norm=cfg.max_grad_norm, seed=0,
+                   device="cpu", verbose=0,
                    policy_kwargs={"net_arch": {"pi": list(hidden), "vf": list(hidden)},
                                   "activation_fn": torch.nn.Tanh})
 
