@@ -118,10 +118,5 @@ class ActorCritic(nn.Module):
         self.policy = Policy(obs_dim, act_dim, cfg)
         self.critic = mlp(obs_dim, cfg.critic_hidden, 1, cfg.activation, out_gain=1.0)
 
-    def distribution(self, z: torch.Tensor) -> torch.distributions.Normal:
-        mean = self.policy.mean(z)
-        return torch.distributions.Normal(mean, self.policy.log_std.exp().expand_as(mean),
-                                          validate_args=False)
-
     def value(self, z: torch.Tensor) -> torch.Tensor:
         return self.critic(z).squeeze(-1)
