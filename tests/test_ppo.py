@@ -145,7 +145,7 @@ def test_same_seed_gives_same_parameters():
 
 @pytest.mark.slow
 def test_short_hopper_run_beats_the_untrained_policy():
-    """40k steps (16 worlds, about 15 s on two cores): the episodes of the last fifth of the run
+    """40k steps (16 worlds, about 10 s on two cores): the episodes of the last fifth of the run
     return far more than those of the untrained policy (its first iteration)."""
     torch.manual_seed(0)
     env = envs.make("hopper", 16, seed=0)
