@@ -33,6 +33,12 @@ class PlanarLocomotionConfig(TaskConfig):
     clip_qvel: float | None = 10.0
 
 
+def _leg_randomization() -> dict[str, tuple[float, ...]]:
+    """Hopper's and walker2d's default ranges: the four link masses and friction, +-50%."""
+    return {"mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
+            "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)}
+
+
 @dataclass
 class HopperConfig(PlanarLocomotionConfig):
     model: str = "hopper"
@@ -41,9 +47,7 @@ class HopperConfig(PlanarLocomotionConfig):
     healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
     healthy_state_range: tuple[float, float] = (-100.0, 100.0)
     success_return: float | None = 1500.0    # standing still earns ~1000: success means hopping
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
-        "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
-        "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)
 
 
 @dataclass
@@ -53,9 +57,7 @@ class Walker2dConfig(PlanarLocomotionConfig):
     healthy_z_range: tuple[float, float] = (0.8, 2.0)
     healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
     success_return: float | None = 1500.0    # standing still earns ~1000: success means walking
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
-        "mass:torso": (0.5, 1.5), "mass:thigh": (0.5, 1.5), "mass:leg": (0.5, 1.5),
-        "mass:foot": (0.5, 1.5), "friction": (0.5, 1.5)})
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)
 
 
 @dataclass
