@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.spec import WEIGHTS_FILE, file_sha256
+from policies.spec import POLICY_FILE, file_sha256
 
 ONNX_FILE = "policy.onnx"
 INPUT = "obs"
@@ -50,7 +50,7 @@ class OnnxPolicy:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        weights = root / WEIGHTS_FILE
+        weights = root / POLICY_FILE
         if weights.exists() and meta.get(META_SHA) != file_sha256(weights):
             raise ValueError(f"{path} was exported from other weights than {weights} (stale "
                              "export); run `simrl export` again")

@@ -37,8 +37,9 @@ from deploy.robots import Robot, make_robot
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
 from deploy.robots.perturbation import Perturbation
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
-from deploy.spec import build_task, policy_id, read_spec
+from deploy.spec import build_task
 from envs.robot_state import RobotState
+from policies.spec import load_spec, policy_id
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -132,7 +133,7 @@ class Runtime:
         if robot.lockstep == self.cfg.realtime:
             raise ValueError(f"robot {robot.name} is {'lockstep' if robot.lockstep else 'real time'}, "
                              f"the runtime is configured {'real time' if self.cfg.realtime else 'lockstep'}")
-        self.spec = read_spec(checkpoint)
+        self.spec = load_spec(checkpoint)
         self.task = build_task(self.spec)
         self.policy = policy or OnnxPolicy(checkpoint, self.spec)
         self.dt = float(self.spec["control_dt"])
@@ -345,7 +346,7 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
     if isinstance(robot, str):
         if isinstance(perturb, (str, os.PathLike)):
             perturb = Perturbation.load(perturb)
-        robot = make_robot(robot, read_spec(checkpoint), perturb, config.realtime, config.seed,
+        robot = make_robot(robot, load_spec(checkpoint), perturb, config.realtime, config.seed,
                            config.rt_priority)
     elif perturb is not None:
         raise ValueError("perturb applies when the robot is given by name (mujoco[:MODEL.xml])")

@@ -3,11 +3,32 @@
 >>> import policies
 >>> policy = policies.load("runs/hopper/final")          # or an SB3 zip: load("m.zip", task="hopper")
 >>> action = policy(obs)                                  # numpy or torch, deterministic, in [-1, 1]
+
+Names are imported on first use, so ``import policies.spec`` (checkpoint specs, no torch) stays
+light enough for the robot computer.
 """
 
-from policies.checkpoint import (FORMAT_VERSION, CheckpointError, LoadedPolicy, load, load_spec,
-                                 save)
-from policies.networks import ActorCritic, NetworkConfig, Policy, RunningNorm
+from __future__ import annotations
 
-__all__ = ["load", "save", "load_spec", "CheckpointError", "LoadedPolicy", "FORMAT_VERSION",
-           "ActorCritic", "NetworkConfig", "Policy", "RunningNorm"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load": "policies.checkpoint", "save": "policies.checkpoint",
+    "LoadedPolicy": "policies.checkpoint",
+    "load_spec": "policies.spec", "CheckpointError": "policies.spec",
+    "FORMAT_VERSION": "policies.spec",
+    "ActorCritic": "policies.networks", "NetworkConfig": "policies.networks",
+    "Policy": "policies.networks", "RunningNorm": "policies.networks",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'policies' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

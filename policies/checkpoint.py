@@ -24,16 +24,8 @@ import numpy as np
 import torch
 
 from policies.networks import NetworkConfig, Policy
-
-FORMAT = "simrl-checkpoint"
-FORMAT_VERSION = 1
-POLICY_FILE = "policy.pt"
-SPEC_FILE = "spec.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, of a newer format or does not fit the task."""
-
+from policies.spec import (FORMAT, FORMAT_VERSION, POLICY_FILE, SPEC_FILE, CheckpointError,
+                           load_spec, task_config)
 
 # -- describing a task --------------------------------------------------------------------------
 def action_spec(task: Any) -> dict[str, Any]:
@@ -143,36 +135,6 @@ def save(path: str | os.PathLike, policy: Policy, task: Any, *, distribution: An
 
 
 # -- load -------------------------------------------------------------------------------------
-def load_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """Reads and checks ``spec.json`` of the checkpoint directory ``path``."""
-    root = Path(path)
-    if not root.exists():
-        raise CheckpointError(f"checkpoint {root} does not exist")
-    if not root.is_dir():
-        raise CheckpointError(f"checkpoint {root} is not a directory (a simrl checkpoint is a "
-                              f"directory with {POLICY_FILE} and {SPEC_FILE}; SB3 models end in .zip)")
-    file = root / SPEC_FILE
-    if not file.exists():
-        raise CheckpointError(f"checkpoint {root}: missing {SPEC_FILE}")
-    try:
-        spec = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise CheckpointError(f"{file}: not a simrl checkpoint spec (format {spec.get('format')!r})"
-                              if isinstance(spec, dict) else f"{file}: not a simrl checkpoint spec")
-    version = spec.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{file}: invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{file}: checkpoint format version {version} is newer than this simrl "
-                              f"supports ({FORMAT_VERSION}); upgrade simrl to load it")
-    missing = [k for k in ("task", "observation", "action", "network") if k not in spec]
-    if missing:
-        raise CheckpointError(f"{file}: missing fields {missing}")
-    return spec
-
-
 def network_config(spec: Mapping[str, Any]) -> NetworkConfig:
     """The :class:`NetworkConfig` recorded in a spec."""
     from simrl.config import from_dict
@@ -181,13 +143,6 @@ def network_config(spec: Mapping[str, Any]) -> NetworkConfig:
         return from_dict(NetworkConfig(), net, "spec network")
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-
-
-def task_config(spec: Mapping[str, Any]) -> Any:
-    """The task config the checkpoint was trained with (for evaluating under the same task)."""
-    from envs.tasks import make_config
-    from simrl.config import from_dict
-    return from_dict(make_config(spec["task"]), spec.get("task_config", {}), f"{spec['task']} config")
 
 
 def check_task(spec: Mapping[str, Any], task: Any, where: str) -> None:

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from deploy.policy import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
-from deploy.spec import WEIGHTS_FILE, build_task, file_sha256
+from deploy.spec import build_task
 from policies.checkpoint import LoadedPolicy, load
+from policies.spec import POLICY_FILE, file_sha256
 
 OPSET = 17
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
@@ -188,7 +189,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     import onnxruntime as ort
     root = Path(checkpoint)
     policy = load(root)
-    model = onnx_model(policy, file_sha256(root / WEIGHTS_FILE))
+    model = onnx_model(policy, file_sha256(root / POLICY_FILE))
     data = model.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     obs = parity_observations(policy)

@@ -107,8 +107,8 @@ def run_robot_server(args: argparse.Namespace) -> int:
     from deploy.robots.mujoco import SimConfig
     from deploy.robots.perturbation import Perturbation
     from deploy.robots.udp import serve_udp
-    from deploy.spec import read_spec
-    spec = read_spec(args.checkpoint) if args.checkpoint else {"task": args.task, "task_config": {}}
+    from policies.spec import load_spec
+    spec = load_spec(args.checkpoint) if args.checkpoint else {"task": args.task, "task_config": {}}
     perturbation = Perturbation.load(args.perturb) if args.perturb else None
     cfg = SimConfig.from_spec(spec, args.model, perturbation, args.seed)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -22,7 +22,7 @@ from deploy.policy import OnnxPolicy
 from deploy.robots.base import compose_state
 from deploy.robots.mujoco import MujocoRobot, MujocoSim, SimConfig
 from deploy.robots.perturbation import Perturbation
-from deploy.spec import read_spec
+from policies.spec import load_spec
 from policies.export import export
 from simrl.logs import read_log
 from test_export import trained_like_checkpoint
@@ -55,7 +55,7 @@ def test_lockstep_go1_log_follows_the_observation_rule(go1_ckpt, tmp_path):
     assert report.steps == 100 and report.policy_steps == 90 and report.safety_events["soft_start"] == 10
     assert report.real_return is not None and np.isfinite(report.real_return)
     log = read_log(tmp_path / "go1.mcap")
-    spec, task = read_spec(go1_ckpt), envs.make_task("go1-velocity")
+    spec, task = load_spec(go1_ckpt), envs.make_task("go1-velocity")
     assert (log.meta.robot, log.meta.task, log.meta.source) == ("go1-flat", "go1-velocity", "sim2sim")
     assert log.meta.control_period == 0.02 and log.meta.observation_names == spec["observation"]["names"]
     assert log.meta.extra["backend"] == "mujoco:go1-flat"
@@ -75,7 +75,7 @@ def test_lockstep_go1_log_follows_the_observation_rule(go1_ckpt, tmp_path):
 
 
 def test_perturbations_change_the_robot(go1_ckpt, tmp_path):
-    spec = read_spec(go1_ckpt)
+    spec = load_spec(go1_ckpt)
     pert = Perturbation(params={"mass:trunk": 1.5, "kp": 0.5, "gain": 0.8}, noise={"joint_pos": 0.01})
     sim = MujocoSim(SimConfig.from_spec(spec, perturbation=pert))
     base = sim.task.model
@@ -99,7 +99,7 @@ def test_perturbations_change_the_robot(go1_ckpt, tmp_path):
 
 
 def test_nan_from_the_policy_stops_the_robot(hopper_ckpt, tmp_path):
-    onnx = OnnxPolicy(hopper_ckpt, read_spec(hopper_ckpt))
+    onnx = OnnxPolicy(hopper_ckpt, load_spec(hopper_ckpt))
     calls = []
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_nan_from_the_policy_stops_the_robot(hopper_ckpt, tmp_path):
 
 
 def test_killed_robot_process_gives_a_safe_stop(hopper_ckpt, tmp_path):
-    spec = read_spec(hopper_ckpt)
+    spec = load_spec(hopper_ckpt)
     robot = MujocoRobot(SimConfig.from_spec(spec), realtime=True, control_dt=spec["control_dt"])
     onnx, calls = OnnxPolicy(hopper_ckpt, spec), []
 

@@ -13,7 +13,7 @@ import torch
 import envs
 import policies
 from deploy.policy import META_ACT, META_OBS, META_SHA, ONNX_FILE, OnnxPolicy
-from deploy.spec import file_sha256, read_spec
+from policies.spec import file_sha256, load_spec
 from policies.checkpoint import save
 from policies.export import ExportParityError, TORCHSCRIPT_FILE, export, parity_observations
 from policies.networks import NetworkConfig, Policy
@@ -49,7 +49,7 @@ def test_onnx_matches_torch_on_random_and_realistic_observations(tmp_path, net):
     want = loaded(obs.astype(np.float64))
     assert np.max(np.abs(action - want)) < 1e-5
     assert np.abs(action).max() == pytest.approx(1.0)  # clipped outputs are exercised
-    spec = read_spec(ckpt)
+    spec = load_spec(ckpt)
     np.testing.assert_allclose(scaled, np.asarray(spec["action"]["offset"])
                                + np.asarray(spec["action"]["scale"]) * action, atol=1e-6)
     meta = session.get_modelmeta().custom_metadata_map
@@ -67,7 +67,7 @@ def test_torchscript_export_matches(tmp_path):
     result = export(ckpt, "torchscript")
     assert result.path.name == TORCHSCRIPT_FILE and result.max_abs_diff < 1e-5
     module = torch.jit.load(str(result.path))
-    obs = torch.randn(5, len(read_spec(ckpt)["observation"]["names"])) * 5
+    obs = torch.randn(5, len(load_spec(ckpt)["observation"]["names"])) * 5
     action, _ = module(obs)
     np.testing.assert_allclose(action.numpy(), policies.load(ckpt)(obs.double().numpy()), atol=1e-5)
 
@@ -85,7 +85,7 @@ def test_stale_export_is_refused(tmp_path):
     export(ckpt)
     trained_like_checkpoint(tmp_path / "c", seed=1)  # new weights, old policy.onnx
     with pytest.raises(ValueError, match="stale"):
-        OnnxPolicy(ckpt, read_spec(ckpt))
+        OnnxPolicy(ckpt, load_spec(ckpt))
 
 
 def test_cli_export(tmp_path, capsys):

@@ -59,8 +59,8 @@ def measure_inference(checkpoint: Path, calls: int, rounds: int) -> dict:
 
     import policies
     from deploy.policy import OnnxPolicy
-    from deploy.spec import read_spec
-    spec = read_spec(checkpoint)
+    from policies.spec import load_spec
+    spec = load_spec(checkpoint)
     onnx_policy = OnnxPolicy(checkpoint, spec)
     module = policies.load(checkpoint).module
     threads = torch.get_num_threads()
@@ -89,8 +89,8 @@ def measure_loop(checkpoint: Path, duration: float, rt_priority: int | None, log
     import deploy
     from deploy.robots.mujoco import SimConfig
     from deploy.robots.udp import ServerProcess
-    from deploy.spec import read_spec
-    spec = read_spec(checkpoint)
+    from policies.spec import load_spec
+    spec = load_spec(checkpoint)
     # a starved robot server on a shared machine must not end the measurement: 1 s watchdog
     safety = deploy.SafetyConfig(stale_periods=int(round(1.0 / spec["control_dt"])))
     config = deploy.RuntimeConfig(end_on_termination=False, rt_priority=rt_priority, safety=safety)
