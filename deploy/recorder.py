@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -62,11 +62,13 @@ class Recorder:
             raise RuntimeError(f"recorder for {self.path} failed: {self._error}") from self._error
 
 
-def log_meta(spec: Mapping[str, Any], robot_name: str, source: str, policy_id: str,
-             extra: Mapping[str, str] | None = None) -> LogMeta:
-    """Metadata of a deploy run of the checkpoint ``spec`` on ``robot_name``."""
+def log_meta(spec: Mapping[str, Any], observation_names: Sequence[str], robot_name: str, source: str,
+             policy_id: str, extra: Mapping[str, str] | None = None) -> LogMeta:
+    """Metadata of a deploy run of the checkpoint ``spec`` on ``robot_name``. The log holds the
+    task's observations (``observation_names``), whatever history or base action the network
+    also saw, so logs of every kind of policy read alike."""
     return LogMeta(robot=str(spec["robot"]["model"]), task=spec["task"],
                    control_period=float(spec["control_dt"]),
-                   observation_names=spec["observation"]["names"],
+                   observation_names=list(observation_names),
                    action_names=spec["action"]["names"], policy_id=policy_id, source=source,
                    extra={"backend": robot_name, **(extra or {})})

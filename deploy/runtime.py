@@ -32,6 +32,7 @@ import numpy as np
 
 from deploy.clock import Rate, realtime_scheduling
 from deploy.policy import OnnxPolicy
+from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
 from deploy.robots import Robot, make_robot
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
@@ -124,7 +125,8 @@ def _estop_signals(flag: threading.Event) -> Iterator[None]:
 
 class Runtime:
     """Runs one checkpoint on one robot, once. ``policy``: replaces the ONNX policy (tests,
-    scripted controllers): raw observation (obs_dim,) -> action (act_dim,)."""
+    scripted controllers): the network's input (obs_dim,) -> its output (act_dim,);
+    :class:`~deploy.policy_io.PolicyIO` adds the history or the residual base around it."""
 
     def __init__(self, checkpoint: str | os.PathLike, robot: Robot, config: RuntimeConfig | None = None,
                  policy: Policy | None = None):
@@ -135,6 +137,11 @@ class Runtime:
                              f"the runtime is configured {'real time' if self.cfg.realtime else 'lockstep'}")
         self.spec = load_spec(checkpoint)
         self.task = build_task(self.spec)
+        self.io = PolicyIO(self.spec, self.task)
+        if self.io.input_size != len(self.spec["observation"]["names"]):
+            raise ValueError(f"checkpoint {checkpoint}: the network takes "
+                             f"{len(self.spec['observation']['names'])} observations, task "
+                             f"{self.task.name} and the checkpoint's wrapper make {self.io.input_size}")
         self.policy = policy or OnnxPolicy(checkpoint, self.spec)
         self.dt = float(self.spec["control_dt"])
         actuators = Actuators.from_model(self.task.model, self.spec.get("pd_gains"), self.cfg.safety)
@@ -168,7 +175,7 @@ class Runtime:
         closes the log and the robot."""
         recorder = None
         if log_path is not None:  # before connecting: nothing slow between connect and loop
-            meta = log_meta(self.spec, self.robot.name, self.robot.source, policy_id(self.checkpoint),
+            meta = log_meta(self.spec, self.task.observation_names, self.robot.name, self.robot.source, policy_id(self.checkpoint),
                             {"checkpoint": str(Path(self.checkpoint).resolve())})
             recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
         try:
@@ -204,6 +211,7 @@ class Runtime:
                     self.safety.flag("estop")
                 rs = self._read(k, p)
                 obs = self.task.observation(rs)[0]
+                self.io.observe(obs)
                 reward = self._reward(p, rs)
                 if p.stop_step is None:
                     p.stop_reason = self.safety.stop_reason() or (
@@ -272,9 +280,9 @@ class Runtime:
             ctrl = safety.soft_start(k * self.dt, p.start_pos, p.default_ctrl)
             return safety.run_command(safety.limit_command(ctrl, q, qd)), np.zeros(na)
         t0 = time.perf_counter()
-        raw = self.policy(obs)
+        raw = self.policy(self.io.network_input(rs))
         self.inference.append(time.perf_counter() - t0)
-        action = safety.limit_action(np.asarray(raw, dtype=np.float64), p.last_action)
+        action = safety.limit_action(self.io.action(np.asarray(raw, dtype=np.float64)), p.last_action)
         if safety.flags["nonfinite_action"]:
             p.stop_reason, p.stop_step, p.prev = "nonfinite_action", k, None
             return safety.stop_command(), np.zeros(na)

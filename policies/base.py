@@ -6,6 +6,8 @@ policy units ([-1, 1]), so they run in the batched env, on the robot, and under 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from envs.robot_state import RobotState
@@ -128,3 +130,20 @@ class PandaPushController:
             dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping ** 2 * np.eye(6), err)
             actions[i] = dq / self.target_delta  # integrate into the joint target
         return np.clip(actions, -1.0, 1.0)
+
+
+SCRIPTED = {"go1-velocity": ("stand", "trot"), "panda-push": ("pusher",)}
+
+
+def make_scripted(name: str, task) -> Callable[[RobotState], np.ndarray]:
+    """The scripted controller ``name`` (stand, trot, pusher) for ``task``; ValueError when it
+    does not drive that task."""
+    allowed = SCRIPTED.get(task.name, ())
+    if name not in allowed:
+        raise ValueError(f"scripted base {name!r} does not drive task {task.name}; "
+                         f"available: {', '.join(allowed) or 'none'}")
+    if name == "stand":
+        return StandController(task.action_size)
+    if name == "trot":
+        return Go1TrotGait(control_dt=task.cfg.control_dt, action_scale=task.cfg.action_scale)
+    return PandaPushController(task.model, target_delta=task.cfg.target_delta)

@@ -154,7 +154,12 @@ def parity_observations(policy: LoadedPolicy, n_random: int = 512, n_resets: int
         sensordata[i] = data.sensordata
     rs = task.robot_state(init.qpos, init.qvel, sensordata, init.task_state,
                           rng.uniform(-1, 1, (n_resets, task.action_size)))
-    return np.concatenate([random, task.observation(rs)]).astype(np.float32)
+    realistic = task.observation(rs)
+    if policy.spec.get("history"):  # a student sees a stack of task observations
+        realistic = np.tile(realistic, (1, int(policy.spec["history"]["length"])))
+    extra = dim - realistic.shape[1]  # a residual's base action, a teacher's privileged features
+    realistic = np.concatenate([realistic, rng.uniform(-1.0, 1.0, (n_resets, extra))], axis=1)
+    return np.concatenate([random, realistic]).astype(np.float32)
 
 
 def _reference(policy: LoadedPolicy, obs: np.ndarray) -> np.ndarray:

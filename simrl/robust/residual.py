@@ -22,12 +22,6 @@ import torch
 
 from envs.robot_state import RobotState
 
-SCRIPTED_BASES = {
-    "go1-velocity": ("stand", "trot"),
-    "panda-push": ("pusher",),
-}
-
-
 @dataclass
 class ResidualConfig:
     base: str = ""              # scripted name, checkpoint directory or SB3 .zip
@@ -47,18 +41,12 @@ class BaseController:
 
 def make_base(spec: str, task: Any) -> BaseController:
     """Builds a base controller from a scripted name, a checkpoint directory or an SB3 zip."""
-    from policies import base as scripted
-    if spec in ("stand", "trot", "pusher"):
-        allowed = SCRIPTED_BASES.get(task.name, ())
-        if spec not in allowed:
-            raise ValueError(f"scripted base {spec!r} does not drive task {task.name}; "
-                             f"available: {', '.join(allowed) or 'none (use a checkpoint or SB3 zip)'}")
-        if spec == "stand":
-            ctl = scripted.StandController(task.action_size)
-        elif spec == "trot":
-            ctl = scripted.Go1TrotGait(control_dt=task.cfg.control_dt, action_scale=task.cfg.action_scale)
-        else:
-            ctl = scripted.PandaPushController(task.model, target_delta=task.cfg.target_delta)
+    from policies.base import SCRIPTED, make_scripted
+    if spec in {name for names in SCRIPTED.values() for name in names}:
+        try:
+            ctl = make_scripted(spec, task)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or use a checkpoint or SB3 zip)") from None
         return BaseController(spec, lambda rs, obs: ctl(rs))
     path = Path(spec)
     if not path.exists():
