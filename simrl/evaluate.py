@@ -138,6 +138,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid point (default: 4)")
     p.add_argument("--push-test", action="store_true",
                    help="success rate under pushes of growing magnitude from 8 directions")
+    p.add_argument("--push-repeats", type=int, default=4,
+                   help="pushes per direction and magnitude (default: 4; 8 directions)")
     p.add_argument("--out", default=None,
                    help="directory for the grid heatmap / push-test curve (PNG + JSON)")
     add_arguments(p, [cls for _, cls in TASKS.values()], "task", "task config options")
@@ -232,7 +234,7 @@ def run_push_test(args: argparse.Namespace) -> int:
             raise ValueError(f"{checkpoint}: --push-test does not support residual checkpoints")
         if task.root_body is None:
             raise ValueError(f"task {task.name} has no base to push")
-        cfg = PushTestConfig(seed=args.seed)
+        cfg = PushTestConfig(seed=args.seed, repeats=args.push_repeats)
         name = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
         results[name] = push_test(policy, task.name, cfg, **_config_fields(task.cfg))
     print(format_results(results))

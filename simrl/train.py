@@ -258,6 +258,12 @@ class Trainer:
             for hook in self.on_episodes:
                 hook(self, batch)
 
+    def log_scalars(self, values: dict[str, float]) -> None:
+        """TensorBoard scalars (``"group/name": value``) at the current step, for hooks."""
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(key, value, self.step)
+
     def after_iteration(self, stats: dict[str, float], previous_step: int) -> None:
         """Logging, hooks and checkpoints after the step counter moved past ``previous_step``."""
         now = time.perf_counter()
@@ -434,8 +440,7 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
         torch.nn.init.zeros_(last.bias)
     if t.robust == "hinf":
         def disturber_update(tr: Trainer, stats: dict[str, float]) -> None:
-            for key, value in env.end_iteration().items():
-                tr._writer.add_scalar(f"hinf/{key}", value, tr.step)
+            tr.log_scalars({f"hinf/{key}": value for key, value in env.end_iteration().items()})
         trainer.on_iteration.insert(0, disturber_update)
         trainer.stateful["hinf"] = env
     return trainer

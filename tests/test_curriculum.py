@@ -23,7 +23,9 @@ def test_updates_widen_the_distribution_and_skip_stale_episodes(tmp_path):
     env = envs.make("hopper", 8, dr="uniform", seed=0)
     cur = DoraemonCurriculum(env, DoraemonTrainConfig(episodes_per_update=64),
                              plot_path=tmp_path / "dr.png")
-    trainer = SimpleNamespace(step=10_000, on_episodes=[], on_iteration=[], stateful={})
+    logged: dict[str, float] = {}
+    trainer = SimpleNamespace(step=10_000, on_episodes=[], on_iteration=[], stateful={},
+                              log_scalars=logged.update)
     cur.attach(trainer)
     assert isinstance(env.distribution, BetaDistribution)
     h0 = env.distribution.entropy()
@@ -34,6 +36,7 @@ def test_updates_widen_the_distribution_and_skip_stale_episodes(tmp_path):
     assert cur.buffered == 64
     cur.on_iteration(trainer, {})
     assert cur.version == 1 and env.distribution.entropy() > h0
+    assert logged["dr/entropy"] == env.distribution.entropy() and f"dr_std/{env.space.names[0]}" in logged
     assert (tmp_path / "dr.png").stat().st_size > 1000
     # episodes that started under version 0 and finish now are not used for version 1
     cur.on_episodes(trainer, batch(range(4), env.distribution.sample(4, rng), np.ones(4)))

@@ -71,9 +71,7 @@ class DoraemonCurriculum:
         if trainer.step < self.cfg.min_step or self.buffered < self.cfg.episodes_per_update:
             return
         result = self.update(np.concatenate(self._params), np.concatenate(self._success))
-        writer = getattr(trainer, "_writer", None)
-        if writer is not None:
-            self.log(writer, trainer.step, result)
+        trainer.log_scalars(self.scalars(result))
 
     def update(self, params: np.ndarray, success: np.ndarray) -> Any:
         """One DORAEMON step on a buffer; installs the new distribution in the env."""
@@ -86,17 +84,18 @@ class DoraemonCurriculum:
             plot_history(self.doraemon.history, list(self.env.space.names), str(self.plot_path))
         return result
 
-    def log(self, writer: Any, step: int, result: Any) -> None:
-        writer.add_scalar("dr/entropy", result.entropy_after, step)
-        writer.add_scalar("dr/success_buffer", result.success_before, step)
-        writer.add_scalar("dr/success_estimated", result.success_after, step)
-        writer.add_scalar("dr/kl", result.kl, step)
-        writer.add_scalar("dr/feasible", float(result.feasible), step)
+    @staticmethod
+    def scalars(result: Any) -> dict[str, float]:
+        """TensorBoard scalars of one DORAEMON step: entropy, success, KL and every parameter's
+        Beta shape and standard deviation."""
         dist = result.distribution
+        out = {"dr/entropy": result.entropy_after, "dr/success_buffer": result.success_before,
+               "dr/success_estimated": result.success_after, "dr/kl": result.kl,
+               "dr/feasible": float(result.feasible)}
         for i, name in enumerate(dist.names):
-            writer.add_scalar(f"dr_a/{name}", float(dist.a[i]), step)
-            writer.add_scalar(f"dr_b/{name}", float(dist.b[i]), step)
-            writer.add_scalar(f"dr_std/{name}", float(dist.std()[i]), step)
+            out.update({f"dr_a/{name}": float(dist.a[i]), f"dr_b/{name}": float(dist.b[i]),
+                        f"dr_std/{name}": float(dist.std()[i])})
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"doraemon": self.doraemon.state_dict(), "version": self.version}

@@ -35,6 +35,8 @@ class PushTestResult:
     success_rate: list[float]                  # per magnitude
     success_by_direction: list[list[float]]    # per magnitude, per direction
     directions_deg: list[float]
+    trials: int = 0                            # pushes per magnitude (directions x repeats)
+    ci95: list[list[float]] = field(default_factory=list)  # Wilson interval per magnitude
     config: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -47,6 +49,8 @@ def push_test(policy: Callable[[np.ndarray], np.ndarray], task_name: str, cfg: P
     from envs.batched import BatchedEnv
     from envs.tasks import make_task
 
+    if cfg.directions < 1 or cfg.repeats < 1:
+        raise ValueError(f"push test needs >= 1 direction and repeat, got {cfg.directions} and {cfg.repeats}")
     steps = lambda seconds, dt: int(round(seconds / dt))  # noqa: E731
     overrides = dict(task_overrides)
     if task_name == "go1-velocity":
@@ -75,26 +79,40 @@ def push_test(policy: Callable[[np.ndarray], np.ndarray], task_name: str, cfg: P
         rates.append(float(ok.mean()))
         by_dir.append(ok.reshape(cfg.directions, cfg.repeats).mean(axis=1).tolist())
     env.close()
+    from simrl.evaluate import wilson_interval
+    ci = [wilson_interval(int(round(r * n)), n)["ci95"] for r in rates]
     return PushTestResult(list(map(float, cfg.magnitudes)), rates, by_dir,
                           list(np.degrees(np.arange(cfg.directions) * 2 * np.pi / cfg.directions)),
-                          asdict(cfg))
+                          n, ci, asdict(cfg))
 
 
 def plot_push_curves(results: dict[str, PushTestResult], path: str | Path) -> None:
-    """Success rate against push magnitude, one curve per policy (PNG)."""
+    """Left: success rate against push magnitude with its 95% Wilson band, one curve per
+    policy. Right: success by push direction (mean over magnitudes), where it is weakest."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(10.5, 4.2), constrained_layout=True)
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    ax = fig.add_subplot(1, 2, 1)
+    polar = fig.add_subplot(1, 2, 2, projection="polar")
     for name, r in results.items():
-        ax.plot(r.magnitudes, r.success_rate, marker="o", label=name)
-    ax.set_xlabel("push force (N), 0.2 s, from 8 directions")
-    ax.set_ylabel("success rate (no fall)")
+        line, = ax.plot(r.magnitudes, r.success_rate, marker="o", label=name)
+        if r.ci95:
+            low, high = np.asarray(r.ci95).T
+            ax.fill_between(r.magnitudes, low, high, color=line.get_color(), alpha=0.15)
+        theta = np.radians(r.directions_deg + r.directions_deg[:1])
+        by_dir = np.mean(r.success_by_direction, axis=0)
+        polar.plot(theta, np.append(by_dir, by_dir[0]), marker="o", color=line.get_color())
+    first = next(iter(results.values()))
+    push_s, n = first.config.get("push_s", 0.2), first.trials
+    ax.set_xlabel(f"push force (N) for {push_s:g} s, {len(first.directions_deg)} directions")
+    ax.set_ylabel("success rate (no fall)" + (f", {n} pushes per point" if n else ""))
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
+    polar.set_ylim(0, 1)
+    polar.set_title("success by push direction (0 deg = +x, forward)", fontsize=10)
     fig.savefig(str(path), dpi=120)
 
 
