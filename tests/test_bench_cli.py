@@ -1,4 +1,4 @@
-"""The command line: help texts and the env benchmark's report."""
+"""The command line: help texts, bad input, and the env and residual benchmarks' reports."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def test_deploy_command_works_without_torch():
     done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "unavailable here: train (needs torch)" in done.stdout
+
+
+def test_bench_residual_reports_base_and_residual_success(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["bench", "residual", "--steps", "256", "--seeds", "1", "--num-envs", "4",
+                 "--episodes", "4", "--evals", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "residual_bench.json").read_text())
+    (curve,) = [r["curve"] for r in report["runs"]]
+    assert curve[0] == [0, report["base_success"]] and curve[-1][0] >= 256
+    assert all(0.0 <= s <= 1.0 for _, s in curve) and (out / "residual_bench.png").stat().st_size > 1000
+    assert "panda-push: base pusher" in capsys.readouterr().out
