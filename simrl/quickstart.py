@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="run the whole simrl loop on a small scale",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="output directory (default: runs/quickstart)")
-    p.add_argument("--steps", type=int, default=300_000,
-                   help="env steps per training run (default: 300,000)")
+    p.add_argument("--steps", type=int, default=800_000,
+                   help="env steps per training run (default: 800,000: hopper hops by then)")
     p.add_argument("--num-envs", type=int, default=64, help="worlds per env (default: 64)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
