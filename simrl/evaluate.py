@@ -211,7 +211,8 @@ def run_grid(checkpoint: str, policy: Any, spec: dict, task: Any, wrap: Any,
     from simrl.dr.grid import grid_eval, parse_grid, write_grid
 
     if wrap is not None:
-        raise ValueError(f"{checkpoint}: --grid does not support residual checkpoints")
+        raise ValueError(f"{checkpoint}: --grid does not support checkpoints trained in an env wrapper "
+                         "(residual, privileged teacher, history student)")
     grid = parse_grid(args.grid, dict(task.cfg.randomization))
     result = grid_eval(policy, task, grid, args.points, args.grid_episodes, seed=args.seed)
     out = Path(args.out or Path(checkpoint) / "grid")
@@ -231,7 +232,8 @@ def run_push_test(args: argparse.Namespace) -> int:
     for checkpoint in args.checkpoint:
         policy, spec, task, wrap = load_for_eval(checkpoint, args)
         if wrap is not None:
-            raise ValueError(f"{checkpoint}: --push-test does not support residual checkpoints")
+            raise ValueError(f"{checkpoint}: --push-test does not support checkpoints trained in an env "
+                             "wrapper (residual, privileged teacher, history student)")
         if task.root_body is None:
             raise ValueError(f"task {task.name} has no base to push")
         cfg = PushTestConfig(seed=args.seed, repeats=args.push_repeats)
