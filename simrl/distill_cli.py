@@ -71,10 +71,7 @@ def run_teacher(args: argparse.Namespace) -> int:
     t.out = str(run_dir)
     trainer = train_teacher(cfg, run_dir)
     final = trainer.train()
-    summary = trainer.episodes.summary()
-    text = f", mean return {summary['mean_return']:.1f}" if summary else ""
-    print(f"teacher trained {trainer.step:,} steps in {trainer.wall_time:.0f} s{text}; "
-          f"checkpoint: {final}")
+    print(f"teacher {trainer.summary_line()}; checkpoint: {final}")
     return 0
 
 

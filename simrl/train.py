@@ -258,6 +258,12 @@ class Trainer:
             for hook in self.on_episodes:
                 hook(self, batch)
 
+    def summary_line(self, unit: str = "steps", return_name: str = "mean return") -> str:
+        """One line on the run so far: steps, wall time, recent episodes' return and success."""
+        s = self.episodes.summary()
+        text = f", {return_name} {s['mean_return']:.1f}, success {s['success_rate']:.0%}" if s else ""
+        return f"trained {self.step:,} {unit} in {self.wall_time:.0f} s{text}"
+
     def log_scalars(self, values: dict[str, float]) -> None:
         """TensorBoard scalars (``"group/name": value``) at the current step, for hooks."""
         if self._writer is not None:
@@ -540,8 +546,5 @@ def run(args: argparse.Namespace) -> int:
         trainer.resume(checkpoint)
         print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
     final = trainer.train()
-    summary = trainer.episodes.summary()
-    text = (f", mean return {summary['mean_return']:.1f}, success {summary['success_rate']:.0%}"
-            if summary else "")
-    print(f"trained {trainer.step:,} steps in {trainer.wall_time:.0f} s{text}; final checkpoint: {final}")
+    print(f"{trainer.summary_line()}; final checkpoint: {final}")
     return 0

@@ -125,10 +125,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"run directory {out} already holds a run; use another --out")
     device = overrides.pop("train.device", "auto")
     trainer = train_in_dream(args.model, out, dream, overrides, device)
-    summary = trainer.episodes.summary()
-    text = f", dream return {summary['mean_return']:.1f}" if summary else ""
-    print(f"trained {trainer.step:,} dream steps ({dream.mode} masks) in {trainer.wall_time:.0f} s"
-          f"{text}; final checkpoint: {out / 'final'}")
+    print(f"{trainer.summary_line(f'dream steps ({dream.mode} masks)', 'dream return')}; "
+          f"final checkpoint: {out / 'final'}")
     return 0
 
 
