@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 
 class PolicyIO:

@@ -14,7 +14,7 @@ from typing import Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 MOTOR_FIELDS = ("motor_pos", "motor_vel")
 RUN, DAMP = 0, 1  # command modes

@@ -33,7 +33,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from envs.randomization import ENV_KINDS, ParameterSpace, ParamRange
+from envs.randomization import KINDS, ParameterSpace, ParamRange
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Perturbation:
         self.noise = {str(k): float(v) for k, v in self.noise.items()}
         for name in self.params:
             kind = name.split(":", 1)[0]
-            if kind in ENV_KINDS:
+            if KINDS.get(kind).in_env:
                 raise ValueError(f"perturbation params: {name!r} is not a physical parameter; use "
                                  "the top-level keys latency (seconds) and noise (per field)")
         for key, value in (("latency", self.latency), ("motor_lag", self.motor_lag), *self.noise.items()):

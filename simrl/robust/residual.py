@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 @dataclass
 class ResidualConfig:
