@@ -35,6 +35,7 @@ import policies
 from policies.networks import ActorCritic, NetworkConfig, Policy
 from simrl.config import add_arguments
 from simrl.core.config import apply_overrides, from_dict, to_jsonable
+from simrl.core.progress import progress
 from simrl.dr.curriculum import DoraemonTrainConfig
 from simrl.ppo import PPO, PPOConfig
 from simrl.robust.hinf import HinfConfig
@@ -230,16 +231,14 @@ class Trainer:
     def begin(self) -> None:
         """Writes the config, opens the progress bar and TensorBoard writer."""
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / CONFIG_FILE).write_text(json.dumps(config_to_dict(self.cfg), indent=2,
                                                        allow_nan=False))
         self._writer = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
         t = self.cfg.train
-        self._bar = tqdm(total=t.steps, initial=self.step, unit="step", unit_scale=True,
-                         disable=not t.progress, dynamic_ncols=True,
-                         desc=f"{t.algo} {t.task}")
+        self._bar = progress(t.steps, f"{t.algo} {t.task}", unit="step", initial=self.step,
+                             disable=not t.progress)
         self._t0 = time.perf_counter() - self.wall_time
         self._last_log = (time.perf_counter(), self.step)
 
