@@ -43,7 +43,7 @@ TRAINING_STATE = "training_state.pt"
 CONFIG_FILE = "config.json"
 # Options that may change when a run is resumed; everything else must stay as it was.
 RESUMABLE = ("train.steps", "train.device", "train.checkpoint_every", "train.progress",
-             "train.threads")
+             "train.threads", "train.trust_pickle")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class TrainConfig:
     threads: int = 0                     # torch CPU threads; 0 = half the cores (the sim uses the rest)
     progress: bool = True                # live progress bar
     vec_env: str = "dummy"               # SB3 only: dummy | subproc
+    trust_pickle: bool = False           # allow unpickling SB3 files (runs their code): residual base zips, SB3 resume
 
 
 @dataclass
@@ -433,7 +434,7 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
                   if t.dr == "doraemon" else None)
     if t.residual:
         cfg.network.init_log_std = min(cfg.network.init_log_std, -1.0)
-        env = ResidualEnv(env, make_base(t.residual, task), t.residual_scale)
+        env = ResidualEnv(env, make_base(t.residual, task, trust_pickle=t.trust_pickle), t.residual_scale)
     if t.robust == "hinf":
         cfg.hinf.ppo.num_steps = cfg.ppo.num_steps   # the disturber collects alongside the actor
         env = DisturbedEnv(env, cfg.hinf)
@@ -505,7 +506,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checkpoint_every": f"env steps between checkpoints (default: {TrainConfig.checkpoint_every:,})",
         "threads": "torch CPU threads, 0 = half the cores (default: 0)",
         "progress": "live progress bar: true or false (default: true)",
-        "vec_env": "SB3 vector env: dummy or subproc (default: dummy)"})
+        "vec_env": "SB3 vector env: dummy or subproc (default: dummy)",
+        "trust_pickle": "WARNING: runs any code in the file. Allow unpickling SB3 files (a residual "
+                        "base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run, "
+                        "whose sb3_model.zip and vecnormalize.pkl are pickles): true or false "
+                        "(default: false); only for files you made yourself"})
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR (or from the checkpoint directory DIR)")
     add_arguments(p, NetworkConfig, "network")
