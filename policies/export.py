@@ -28,7 +28,7 @@ from torch import nn
 from deploy.policy import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
 from deploy.spec import build_task
 from policies.checkpoint import LoadedPolicy, atomic_write_path, load
-from policies.spec import POLICY_FILE, file_sha256
+from policies.spec import POLICY_FILE, SPEC_FILE, file_sha256
 
 OPSET = 17
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
