@@ -36,6 +36,10 @@ FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-5
 
 
+class ExportTargetError(FileExistsError, ValueError):
+    """An export would replace a file it must not (a checkpoint file, a non-export file)."""
+
+
 class ExportParityError(RuntimeError):
     """The exported policy disagrees with the torch policy."""
 
@@ -187,12 +191,12 @@ def export_target(checkpoint: str | os.PathLike, out: str | os.PathLike | None, 
     root = Path(checkpoint)
     path = Path(out) if out else root / (ONNX_FILE if format == "onnx" else TORCHSCRIPT_FILE)
     if path.is_dir():
-        raise FileExistsError(f"export --out {path} is a directory; give a file name")
+        raise ExportTargetError(f"export --out {path} is a directory; give a file name")
     if path.name in PROTECTED_FILES and (path.exists() or path.parent.resolve() == root.resolve()):
-        raise FileExistsError(f"export --out {path}: refusing to overwrite a checkpoint file "
+        raise ExportTargetError(f"export --out {path}: refusing to overwrite a checkpoint file "
                               f"({path.name}); choose another --out")
     if path.exists() and not path.name.endswith(_EXPORT_SUFFIX[format]):
-        raise FileExistsError(f"export --out {path}: file exists and is not a {format} export "
+        raise ExportTargetError(f"export --out {path}: file exists and is not a {format} export "
                               f"(*{_EXPORT_SUFFIX[format]}); refusing to overwrite it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"export --out {path}: directory {path.parent} does not exist")

@@ -358,7 +358,9 @@ def _read_vec_normalize(path: str | Path, trust_pickle: bool) -> Any:
 
 def _apply_vec_normalize(policy: Policy, norm: Any, path: Any) -> Policy:
     """``policy`` with the observation statistics of the VecNormalize ``norm`` folded in."""
-    if not getattr(norm, "norm_obs", False):
+    if not all(hasattr(norm, a) for a in ("norm_obs", "obs_rms", "clip_obs", "epsilon")):
+        raise CheckpointError(f"{path}: not a VecNormalize ({type(norm).__name__})")
+    if not norm.norm_obs:
         return policy
     cfg = NetworkConfig(**{**policy.cfg.__dict__, "normalize_obs": True,
                            "obs_clip": float(norm.clip_obs)})
