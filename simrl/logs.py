@@ -9,7 +9,7 @@ without summary and the closing magic (overwritten by the next chunk), so a file
 ``kill -9`` between chunks is a valid MCAP for every reader (``mcap.reader.make_reader``,
 Foxglove); simrl's reader reports it as truncated (no summary: the writer never closed it).
 A file cut in the middle of a chunk write reads with simrl up to its last whole chunk, with a
-warning, and :func:`recover_log` (``simrl logs recover IN OUT``) rewrites those chunks into a
+warning, and :func:`recover_log` rewrites those chunks into a
 complete file for the other readers. A writer never replaces an existing file.
 
 Reading is bounded: a chunk may decompress to at most ``max_chunk_bytes`` (64 MiB by default;
@@ -369,7 +369,7 @@ def read_log(path: str | os.PathLike, allow_nan: bool = False,
     meta = LogMeta.from_record(rec, path)
     if not complete:
         warnings.warn(f"file {path}: truncated log ({reason}); recovered {len(payloads)} messages "
-                      f"from whole chunks (`simrl logs recover {path} OUT.mcap` writes them to a "
+                      f"from whole chunks (simrl.logs.recover_log('{path}', OUT) writes them to a "
                       "complete file)", TruncatedLogWarning, stacklevel=2)
     if not payloads:
         raise LogError(f"file {path}: field step: empty log (zero steps)")
