@@ -28,10 +28,19 @@ class OnnxPolicy:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ... of a damaged file
+            raise ValueError(f"{path}: not a loadable ONNX model, the file is damaged or truncated "
+                             f"({type(exc).__name__}); run `simrl export --checkpoint {root} --format "
+                             "onnx` again") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         weights = root / POLICY_FILE
-        if weights.exists() and meta.get(META_SHA) != file_sha256(weights):
+        if not weights.exists():
+            raise ValueError(f"checkpoint {root}: {ONNX_FILE} is there but {POLICY_FILE} is missing, so "
+                             f"the export cannot be checked against its weights; copy {POLICY_FILE} "
+                             "along with it")
+        if meta.get(META_SHA) != file_sha256(weights):
             raise ValueError(f"{path} was exported from other weights than {weights} (stale "
                              "export); run `simrl export` again")
         for key, names in ((META_OBS, spec["observation"]["names"]), (META_ACT, spec["action"]["names"])):

@@ -302,7 +302,7 @@ class Runtime:
         stats = self.robot.link_stats()
         flags = {**self.safety.flags, "packets_lost": stats.lost, "packets_rejected": stats.rejected,
                  "packets_late": stats.late}
-        recorder.record(t, k, state, np.nan_to_num(obs), action, flags)
+        recorder.record(t, k, state, obs, action, flags)  # NaN stays NaN: a log records what happened
 
     def _report(self, p: "_Progress", rate: Rate | None, wall: float,
                 log_path: str | os.PathLike | None) -> DeployReport:

@@ -18,7 +18,7 @@ import platform
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 import torch
@@ -108,15 +108,50 @@ def build_spec(policy: Policy, task: Any, distribution: Any = None,
 
 
 # -- save -------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Puts a directory's entries (a rename, a new or removed file) on disk."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_path(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Writes ``path`` all at once or not at all: ``write(tmp)`` fills a temporary file in the
+    same directory, which is fsynced and renamed over ``path``, then the directory is fsynced.
+    A process killed at any moment leaves either the old file or the new one (and at most a
+    stray ``.NAME.*`` temporary file), never part of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """:func:`atomic_write_path` for a writer of a binary file object."""
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+    return atomic_write_path(path, fill)
+
+
+_atomic_write = atomic_write  # the name used before
 
 
 def save(path: str | os.PathLike, policy: Policy, task: Any, *, distribution: Any = None,
@@ -267,5 +302,6 @@ def _check_normalizer(module: Policy, spec: Mapping[str, Any], path: Path) -> No
 
 
 __all__ = ["CheckpointError", "LoadedPolicy", "save", "load", "load_spec", "build_spec",
+           "atomic_write", "atomic_write_path", "fsync_dir",
            "action_spec", "pd_gains", "task_config", "check_task", "network_config",
            "FORMAT_VERSION"]

@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import mujoco
 import numpy as np
 import torch
 from torch import nn
 
-from simrl.core.onnx_contract import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
 from envs.tasks import task_from_spec
-from policies.checkpoint import LoadedPolicy, load
-from simrl.core.spec import POLICY_FILE, file_sha256
+from policies.checkpoint import LoadedPolicy, atomic_write_path, load
+from simrl.core.onnx_contract import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
+from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 
 OPSET = 17
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-5
+
+
+class ExportTargetError(FileExistsError, ValueError):
+    """An export would replace a file it must not (a checkpoint file, a non-export file)."""
 
 
 class ExportParityError(RuntimeError):
@@ -176,16 +178,29 @@ def _check(name: str, got: np.ndarray, want: np.ndarray, tolerance: float) -> fl
     return diff
 
 
-def _replace_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Writes ``path`` through a temporary file in the same directory (never half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# Files of a checkpoint or run that an export must never replace.
+PROTECTED_FILES = (POLICY_FILE, SPEC_FILE, "training_state.pt", "sb3_model.zip", "vecnormalize.pkl",
+                   "config.json")
+_EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+def export_target(checkpoint: str | os.PathLike, out: str | os.PathLike | None, format: str) -> Path:
+    """Where an export of ``checkpoint`` goes; raises :class:`FileExistsError` (before any work)
+    rather than replace a checkpoint's files or any other file that is not an export of this
+    format (``*.onnx``, ``*.torchscript.pt``)."""
+    root = Path(checkpoint)
+    path = Path(out) if out else root / (ONNX_FILE if format == "onnx" else TORCHSCRIPT_FILE)
+    if path.is_dir():
+        raise ExportTargetError(f"export --out {path} is a directory; give a file name")
+    if path.name in PROTECTED_FILES and (path.exists() or path.parent.resolve() == root.resolve()):
+        raise ExportTargetError(f"export --out {path}: refusing to overwrite a checkpoint file "
+                              f"({path.name}); choose another --out")
+    if path.exists() and not path.name.endswith(_EXPORT_SUFFIX[format]):
+        raise ExportTargetError(f"export --out {path}: file exists and is not a {format} export "
+                              f"(*{_EXPORT_SUFFIX[format]}); refusing to overwrite it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"export --out {path}: directory {path.parent} does not exist")
+    return path
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -193,6 +208,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     """Writes ``policy.onnx`` (or ``out``) after the onnxruntime parity check."""
     import onnxruntime as ort
     root = Path(checkpoint)
+    path = export_target(root, out, "onnx")
     policy = load(root)
     model = onnx_model(policy, file_sha256(root / POLICY_FILE))
     data = model.SerializeToString()
@@ -200,8 +216,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     obs = parity_observations(policy)
     got = np.concatenate(session.run(list(OUTPUTS), {INPUT: obs}), axis=1)
     diff = _check("ONNX", got, _reference(policy, obs), tolerance)
-    path = Path(out) if out else root / ONNX_FILE
-    _replace_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write_path(path, lambda tmp: Path(tmp).write_bytes(data))
     return ExportResult(path, diff, len(obs))
 
 
@@ -209,6 +224,7 @@ def export_torchscript(checkpoint: str | os.PathLike, out: str | os.PathLike | N
                        tolerance: float = TOLERANCE) -> ExportResult:
     """Writes ``policy.torchscript.pt`` (or ``out``) after the parity check."""
     root = Path(checkpoint)
+    path = export_target(root, out, "torchscript")
     policy = load(root)
     obs = parity_observations(policy)
     module = _ExportModule(policy).eval().requires_grad_(False)
@@ -216,8 +232,7 @@ def export_torchscript(checkpoint: str | os.PathLike, out: str | os.PathLike | N
         traced = torch.jit.trace(module, torch.from_numpy(obs[:1]))
         got = torch.cat(traced(torch.from_numpy(obs)), dim=1).numpy()
     diff = _check("TorchScript", got, _reference(policy, obs), tolerance)
-    path = Path(out) if out else root / TORCHSCRIPT_FILE
-    _replace_atomic(path, traced.save)
+    atomic_write_path(path, traced.save)
     return ExportResult(path, diff, len(obs))
 
 
@@ -231,4 +246,4 @@ def export(checkpoint: str | os.PathLike, format: str = "onnx", out: str | os.Pa
 
 
 __all__ = ["export", "export_onnx", "export_torchscript", "onnx_model", "ExportParityError",
-           "ExportResult", "FORMATS", "OPSET"]
+           "ExportResult", "FORMATS", "OPSET", "export_target", "PROTECTED_FILES"]

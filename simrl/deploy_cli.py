@@ -84,10 +84,16 @@ def run_export(args: argparse.Namespace) -> int:
 def run_deploy(args: argparse.Namespace) -> int:
     import deploy
     from simrl.core.onnx_contract import ONNX_FILE
+    from simrl.core.logs import LogExistsError
     ckpt = Path(args.checkpoint)
+    if args.log and Path(args.log).exists():  # before any work: a log is never overwritten
+        raise LogExistsError(f"--log {args.log}: file exists; simrl never overwrites a log")
+    log = Path(args.log) if args.log else ckpt / "real_logs" / f"deploy-{time.strftime('%Y%m%d-%H%M%S')}.mcap"
+    n = 1
+    while not args.log and log.exists():  # two runs in the same second: a new name
+        log, n = log.with_name(f"deploy-{time.strftime('%Y%m%d-%H%M%S')}-{n}.mcap"), n + 1
     if (ckpt / "spec.json").exists() and not (ckpt / ONNX_FILE).exists():
         run_export(argparse.Namespace(checkpoint=ckpt, format="onnx", out=None, tolerance=1e-5))
-    log = args.log or ckpt / "real_logs" / f"deploy-{time.strftime('%Y%m%d-%H%M%S')}.mcap"
     safety = deploy.SafetyConfig(soft_start_s=args.soft_start, stale_periods=args.stale_periods)
     config = deploy.RuntimeConfig(realtime=not args.lockstep, seed=args.seed,
                                   command=tuple(args.command) if args.command else None,

@@ -129,7 +129,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=100, help="episodes (default: 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="policy device (default: cpu)")
-    p.add_argument("--vec-normalize", default=None, help="SB3 VecNormalize pickle for a .zip")
+    p.add_argument("--vec-normalize", default=None,
+                   help="SB3 VecNormalize pickle for a .zip (a pickle: needs --trust-pickle)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="WARNING: runs any code in the file. Allow unpickling SB3 files "
+                        "(--vec-normalize, zips simrl cannot read from their JSON); only for files "
+                        "you made yourself")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--grid", default=None, metavar="A,B",
                    help="success over a 2-D grid of two parameters, e.g. mass:torso,friction or "
@@ -155,6 +160,8 @@ def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict,
     from simrl.core.config import apply_overrides
 
     options = {"vec_normalize": args.vec_normalize} if args.vec_normalize else {}
+    if Path(checkpoint).suffix == ".zip":
+        options["trust_pickle"] = args.trust_pickle
     policy = policies.load(checkpoint, task=args.task, device=args.device, **options)
     spec = policy.spec
     base = (config_from_spec(spec) if Path(checkpoint).suffix != ".zip" else make_config(spec["task"]))

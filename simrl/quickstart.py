@@ -145,6 +145,7 @@ def stage_ranking(finals: dict[str, Path], out: Path, seed: int) -> Path:
     logs = out / "real_logs"
     logs.mkdir(exist_ok=True)
     for i in range(3):   # held-out "real" data: the uniform policy on the proxy
+        (logs / f"episode{i}.mcap").unlink(missing_ok=True)  # quickstart's own logs of a previous run
         deploy.run(finals["uniform"], robot="mujoco", duration=8.0, log_path=logs / f"episode{i}.mcap",
                    perturb=perturb, config=lockstep(i))
     t = time.perf_counter()
@@ -178,6 +179,7 @@ def stage_deploy(best: Path, out: Path) -> None:
     _section("5. Deployment: best-ranked checkpoint on the proxy, real time, safety layer on")
     # The proxy robot shares this computer's cores with everything else here; a robot with
     # its own computer would keep the default stale-data watchdog of 3 periods.
+    (out / "deploy.mcap").unlink(missing_ok=True)  # quickstart's own log of a previous run
     report = deploy.run(best, robot="mujoco", duration=5.0, log_path=out / "deploy.mcap",
                         perturb=out / "proxy.json",
                         config=RuntimeConfig(seed=7, safety=SafetyConfig(stale_periods=10)))

@@ -148,15 +148,21 @@ class SB3Trainer(Trainer):
         return self.finish()
 
     def algorithm_state(self, directory: Path) -> dict[str, Any]:
-        self.model.save(directory / MODEL_FILE)
+        from policies.checkpoint import atomic_write, atomic_write_path
+        atomic_write(directory / MODEL_FILE, self.model.save)
         if self.vec_normalize is not None:
-            self.vec_normalize.save(str(directory / VECNORM_FILE))
+            atomic_write_path(directory / VECNORM_FILE, self.vec_normalize.save)
         return {"num_timesteps": int(self.model.num_timesteps)}
 
     def load_algorithm_state(self, state: dict[str, Any], directory: Path) -> None:
         from stable_baselines3 import PPO, SAC
         from stable_baselines3.common.vec_env import VecNormalize
 
+        from policies.sb3 import NeedsPickleError
+        if not self.cfg.train.trust_pickle:
+            raise NeedsPickleError(f"{directory}: resuming an SB3 run unpickles its {MODEL_FILE} and "
+                                   f"{VECNORM_FILE}, which runs any code they hold; add --trust-pickle "
+                                   "true if you made this run yourself")
         if self.vec_normalize is not None:
             self.venv = self.vec_normalize = VecNormalize.load(str(directory / VECNORM_FILE), self.raw_venv)
         cls = PPO if self.cfg.train.algo == "sb3-ppo" else SAC

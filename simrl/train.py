@@ -23,6 +23,8 @@ import argparse
 import collections
 import json
 import os
+import pickle
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,8 @@ import numpy as np
 import torch
 
 import policies
+from policies.checkpoint import atomic_write, fsync_dir
+from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 from policies.networks import ActorCritic, NetworkConfig, Policy
 from simrl.config import add_arguments
 from simrl.core.config import apply_overrides, from_dict, to_jsonable
@@ -45,7 +49,7 @@ TRAINING_STATE = "training_state.pt"
 CONFIG_FILE = "config.json"
 # Options that may change when a run is resumed; everything else must stay as it was.
 RESUMABLE = ("train.steps", "train.device", "train.checkpoint_every", "train.progress",
-             "train.threads")
+             "train.threads", "train.trust_pickle")
 
 
 @dataclass
@@ -67,6 +71,7 @@ class TrainConfig:
     threads: int = 0                     # torch CPU threads; 0 = half the cores (the sim uses the rest)
     progress: bool = True                # live progress bar
     vec_env: str = "dummy"               # SB3 only: dummy | subproc
+    trust_pickle: bool = False           # allow unpickling SB3 files (runs their code): residual base zips, SB3 resume
 
 
 @dataclass
@@ -301,24 +306,28 @@ class Trainer:
                 "config": config_to_dict(self.cfg)}
 
     def save_checkpoint(self, path: Path) -> Path:
-        """A deployable checkpoint plus the training state to resume from."""
+        """A deployable checkpoint plus the training state to resume from. Every file is
+        written atomically (temporary file, fsync, rename); ``training_state.pt`` goes last and
+        records the hashes of the others, so a checkpoint is complete exactly when it has one
+        that matches (an older one is removed first)."""
+        path.mkdir(parents=True, exist_ok=True)
+        (path / TRAINING_STATE).unlink(missing_ok=True)
+        fsync_dir(path)
         policies.save(path, self.policy(), self.task, distribution=self.distribution,
                       training=self.training_stats())
         state = {"algo": self.cfg.train.algo, "step": self.step, "iteration": self.iteration,
                  "wall_time": self.wall_time, "episodes": self.episodes.state_dict(),
                  "algorithm": self.algorithm_state(path),
-                 "stateful": {k: v.state_dict() for k, v in self.stateful.items()}}
-        torch.save(state, path / TRAINING_STATE)
+                 "stateful": {k: v.state_dict() for k, v in self.stateful.items()},
+                 "files": {name: file_sha256(path / name) for name in (POLICY_FILE, SPEC_FILE)}}
+        atomic_write(path / TRAINING_STATE, lambda f: torch.save(state, f))
         return path
 
     def resume(self, path: str | Path) -> None:
         """Continues from the checkpoint directory ``path`` (step counter, algorithm state, DR
         distribution, episode statistics, registered objects)."""
         path = Path(path)
-        file = path / TRAINING_STATE
-        if not file.exists():
-            raise FileNotFoundError(f"{path} has no {TRAINING_STATE} to resume from")
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = read_training_state(path)
         if state["algo"] != self.cfg.train.algo:
             raise ValueError(f"{path} was trained with {state['algo']}, not {self.cfg.train.algo}")
         self.step, self.iteration = int(state["step"]), int(state["iteration"])
@@ -425,7 +434,7 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
                   if t.dr == "doraemon" else None)
     if t.residual:
         cfg.network.init_log_std = min(cfg.network.init_log_std, -1.0)
-        env = ResidualEnv(env, make_base(t.residual, task), t.residual_scale)
+        env = ResidualEnv(env, make_base(t.residual, task, trust_pickle=t.trust_pickle), t.residual_scale)
     if t.robust == "hinf":
         cfg.hinf.ppo.num_steps = cfg.ppo.num_steps   # the disturber collects alongside the actor
         env = DisturbedEnv(env, cfg.hinf)
@@ -457,20 +466,81 @@ def make_trainer(cfg: RunConfig, out: str | Path) -> Trainer:
     raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
 
 
-def find_resume_checkpoint(path: Path) -> tuple[Path, Path]:
-    """(run directory, checkpoint) for ``--resume PATH``: PATH is a run directory (its latest
-    checkpoint is used) or one checkpoint directory inside a run."""
-    if (path / TRAINING_STATE).exists():
+def read_training_state(path: Path) -> dict[str, Any]:
+    """The ``training_state.pt`` of the checkpoint directory ``path``, read with
+    ``weights_only`` (pickled code is refused, never run); ValueError naming the file."""
+    file = path / TRAINING_STATE
+    if not file.exists():
+        raise FileNotFoundError(f"{path} has no {TRAINING_STATE} to resume from")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise policies.CheckpointError(
+            f"{file}: holds pickled objects that safe (weights_only) loading refuses; nothing in "
+            f"it was run ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # RuntimeError, EOFError, ... of an empty or partial file
+        raise policies.CheckpointError(f"{file}: cannot be read, the file is truncated or corrupted "
+                                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    missing = [k for k in ("algo", "step", "iteration", "wall_time", "episodes", "algorithm", "stateful")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise policies.CheckpointError(f"{file}: not a simrl training state (missing {missing[0]})")
+    return state
+
+
+def check_complete(path: Path) -> int:
+    """Raises ValueError unless the checkpoint directory ``path`` was written completely (its
+    training state, spec and weights read and agree); returns its step."""
+    state = read_training_state(path)
+    for name, digest in state.get("files", {}).items():
+        if not (path / name).exists() or file_sha256(path / name) != digest:
+            raise policies.CheckpointError(f"{path / name}: not the file its {TRAINING_STATE} was "
+                                           "saved with (interrupted write)")
+    policies.load(path)
+    return int(state["step"])
+
+
+def _checkpoint_order(path: Path) -> float:
+    """Newest first: a checkpoint's step from its name, ``final`` by its spec (or last)."""
+    if path.name.startswith("step_"):
+        try:
+            return float(int(path.name[5:]))
+        except ValueError:
+            return -1.0
+    try:
+        return float(policies.load_spec(path)["training"]["steps"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def find_resume_checkpoint(path: Path) -> tuple[Path, Path, str | None]:
+    """(run directory, checkpoint, notice) for ``--resume PATH``: PATH is a run directory (its
+    latest complete checkpoint is used; ``notice`` names the newer ones skipped because a
+    write was interrupted) or one checkpoint directory inside a run (which must be complete)."""
+    if (path / TRAINING_STATE).exists() or (path / "spec.json").exists():
         run = path.parent if path.name == "final" else path.parent.parent
-        return run, path
+        try:
+            check_complete(path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"--resume {path}: incomplete checkpoint: {exc} (--resume {run} falls "
+                             "back to the run's last complete checkpoint)") from None
+        return run, path, None
     if not (path / CONFIG_FILE).exists():
         raise FileNotFoundError(f"--resume {path}: not a run directory (no {CONFIG_FILE}) "
                                 "nor a checkpoint (no training_state.pt)")
-    found = [p for p in [path / "final", *(path / "checkpoints").glob("step_*")]
-             if (p / TRAINING_STATE).exists()]
-    if not found:
-        raise FileNotFoundError(f"--resume {path}: the run has no checkpoint yet")
-    return path, max(found, key=lambda p: policies.load_spec(p)["training"]["steps"])
+    found = [p for p in [path / "final", *(path / "checkpoints").glob("step_*")] if p.is_dir()]
+    skipped: list[str] = []
+    for candidate in sorted(found, key=_checkpoint_order, reverse=True):
+        try:
+            check_complete(candidate)
+        except (ValueError, FileNotFoundError) as exc:
+            skipped.append(f"{candidate.name} ({str(exc).split(': ', 1)[-1][:120]})")
+            continue
+        notice = (f"--resume: skipped incomplete checkpoint{'s' if len(skipped) > 1 else ''} "
+                  f"{'; '.join(skipped)}; continuing from {candidate}") if skipped else None
+        return path, candidate, notice
+    raise FileNotFoundError(f"--resume {path}: the run has no complete checkpoint"
+                            + (f" (incomplete: {'; '.join(skipped)})" if skipped else " yet"))
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -497,7 +567,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checkpoint_every": f"env steps between checkpoints (default: {TrainConfig.checkpoint_every:,})",
         "threads": "torch CPU threads, 0 = half the cores (default: 0)",
         "progress": "live progress bar: true or false (default: true)",
-        "vec_env": "SB3 vector env: dummy or subproc (default: dummy)"})
+        "vec_env": "SB3 vector env: dummy or subproc (default: dummy)",
+        "trust_pickle": "WARNING: runs any code in the file. Allow unpickling SB3 files (a residual "
+                        "base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run, "
+                        "whose sb3_model.zip and vecnormalize.pkl are pickles): true or false "
+                        "(default: false); only for files you made yourself"})
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR (or from the checkpoint directory DIR)")
     add_arguments(p, NetworkConfig, "network")
@@ -517,7 +591,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if "." in k}
     if args.resume:
-        run_dir, checkpoint = find_resume_checkpoint(Path(args.resume))
+        run_dir, checkpoint, notice = find_resume_checkpoint(Path(args.resume))
+        if notice:
+            print(notice, file=sys.stderr)
         fixed = sorted(set(overrides) - set(RESUMABLE))
         if fixed:
             raise ValueError(f"--resume continues the run as configured; only "

@@ -144,8 +144,11 @@ def test_sb3_ppo_run_saves_a_matching_checkpoint(tmp_path):
     expected, _ = model.predict(stats.normalize_obs(obs), deterministic=True)
     np.testing.assert_allclose(ours(obs), expected, atol=1e-6)
     # The SB3 zip itself loads as a policy too, with the same actions.
-    from_zip = policies.load(final / "sb3_model.zip", task="hopper",
-                             vec_normalize=final / "vecnormalize.pkl")
+    with pytest.raises(policies.CheckpointError, match="pickle"):  # runs code: refused by default
+        policies.load(final / "sb3_model.zip", task="hopper", vec_normalize=final / "vecnormalize.pkl")
+    with pytest.warns(UserWarning, match="unpickling"):
+        from_zip = policies.load(final / "sb3_model.zip", task="hopper",
+                                 vec_normalize=final / "vecnormalize.pkl", trust_pickle=True)
     np.testing.assert_array_equal(from_zip(obs), ours(obs))
 
 

@@ -69,12 +69,21 @@ class Perturbation:
     def load(cls, path: str | os.PathLike) -> "Perturbation":
         """Reads a ``.json``, ``.yaml`` or ``.yml`` file."""
         path = Path(path)
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--perturb {path}: cannot be read ({exc})") from None
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
-            data = yaml.safe_load(text)
+            try:  # safe_load: tags such as !!python/object are refused, never run
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"--perturb {path}: not plain YAML ({' '.join(str(exc).split())[:200]})") from None
         else:
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--perturb {path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a perturbation file holds a mapping of keys")
         return cls.from_dict(data, str(path))

@@ -4,7 +4,17 @@ Layout: a metadata record named ``"simrl"`` (robot, task, control period, observ
 action names, policy id, source, format version, free extras; all values strings, lists
 JSON-encoded), then one JSON message per control step on channel ``/simrl/step`` in
 zstd-compressed chunks. Chunks are flushed to disk as they fill, so a crash loses at most
-the last chunk; the reader recovers every whole chunk of a truncated file, with a warning.
+the last chunk. After every chunk the writer ends the file with a DataEnd record, a footer
+without summary and the closing magic (overwritten by the next chunk), so a file cut by
+``kill -9`` between chunks is a valid MCAP for every reader (``mcap.reader.make_reader``,
+Foxglove); simrl's reader reports it as truncated (no summary: the writer never closed it).
+A file cut in the middle of a chunk write reads with simrl up to its last whole chunk, with a
+warning, and :func:`recover_log` rewrites those chunks into a
+complete file for the other readers. A writer never replaces an existing file.
+
+Reading is bounded: a chunk may decompress to at most ``max_chunk_bytes`` (64 MiB by default;
+simrl writes 64 KiB chunks), whatever its header claims, so a small hostile file cannot take
+the reader's memory or minutes of CPU.
 
 Non-finite floats are stored as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` so
 each message stays standard JSON (Foxglove). No torch here: the robot computer uses this.
@@ -15,13 +25,15 @@ import json
 import math
 import os
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from mcap.records import Channel, Footer, Message, Metadata
-from mcap.stream_reader import StreamReader
+from mcap.data_stream import RecordBuilder
+from mcap.records import Channel, Chunk, DataEnd, Footer, Message, Metadata
+from mcap.stream_reader import StreamReader, breakup_chunk
 from mcap.writer import CompressionType, Writer
 
 FORMAT_VERSION = 1
@@ -29,6 +41,7 @@ META_NAME = "simrl"
 TOPIC = "/simrl/step"
 SOURCES = ("robot", "sim2sim", "sim")
 DEFAULT_CHUNK_SIZE = 64 * 1024  # bytes of uncompressed messages per chunk
+MAX_CHUNK_BYTES = 64 << 20  # what one chunk may decompress to when read
 _MAGIC = b"\x89MCAP0\r\n"
 _RESERVED = ("robot", "task", "control_period", "observation_names", "action_names",
              "policy_id", "source", "format_version")
@@ -49,6 +62,10 @@ STEP_SCHEMA = {
 
 class LogError(ValueError):
     """A real log that cannot be used; the message names the file and the field."""
+
+
+class LogExistsError(FileExistsError, ValueError):
+    """A log file is already there: simrl never overwrites a log."""
 
 
 class TruncatedLogWarning(UserWarning):
@@ -110,6 +127,16 @@ class LogMeta:
             raise LogError(f"file {path}: field metadata is invalid: {e}") from e
 
 
+def _seal_bytes() -> bytes:
+    builder = RecordBuilder()
+    DataEnd(data_section_crc=0).write(builder)
+    Footer(summary_start=0, summary_offset_start=0, summary_crc=0).write(builder)
+    return builder.end() + _MAGIC
+
+
+_SEAL = _seal_bytes()
+
+
 def _encode(a: Any) -> Any:
     """float64 array-like -> (nested) JSON list, non-finite values as strings."""
     arr = np.asarray(a, dtype=np.float64)
@@ -126,6 +153,7 @@ class LogWriter:
 
     ``chunk_size`` is the uncompressed size (bytes) at which a chunk is closed, compressed and
     flushed (and fsynced if ``fsync``); ``chunk_steps`` also closes a chunk every N steps.
+    An existing ``path`` is never replaced (:class:`LogExistsError`).
     """
 
     def __init__(self, path: str | os.PathLike, meta: LogMeta, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -133,7 +161,11 @@ class LogWriter:
         self.path, self.meta = Path(path), meta
         self.chunk_steps, self.fsync, self.steps = chunk_steps, fsync, 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")
+        try:
+            self._file = open(self.path, "xb")
+        except FileExistsError:
+            raise LogExistsError(f"file {self.path}: a log already exists there; simrl never "
+                                 "overwrites a log (choose another name)") from None
         self._mcap = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.ZSTD)
         self._mcap.start(profile="", library="simrl")
         self._mcap.add_metadata(META_NAME, meta.to_record())
@@ -141,7 +173,7 @@ class LogWriter:
         self._channel = self._mcap.register_channel(TOPIC, "json", schema)
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._closed, self._in_chunk = False, 0
-        self._sync()  # header + metadata on disk before the first step
+        self._seal()  # header + metadata on disk before the first step, a valid empty MCAP
 
     def write(self, t: float, step: int, state: Mapping[str, np.ndarray | Sequence[float]],
               obs: np.ndarray | Sequence[float], action: np.ndarray | Sequence[float],
@@ -179,13 +211,22 @@ class LogWriter:
             self.flush()
         elif self._file.tell() != before:  # the mcap writer closed a chunk
             self._in_chunk = 0
-            self._sync()
+            self._seal()
 
     def flush(self) -> None:
         """Close the chunk in progress and put it on disk."""
         self._mcap.flush()
         self._in_chunk = 0
+        self._seal()
+
+    def _seal(self) -> None:
+        """Ends the file with DataEnd, a footer without summary and the magic, puts it on disk
+        and moves back before them: the next chunk (or the real summary) overwrites them, and
+        until then the file is a complete MCAP."""
+        pos = self._file.tell()
+        self._file.write(_SEAL)
         self._sync()
+        self._file.seek(pos)
 
     def _sync(self) -> None:
         self._file.flush()
@@ -197,6 +238,7 @@ class LogWriter:
         if not self._closed:
             self._closed = True
             self._mcap.finish()
+            self._file.truncate()  # nothing of an older seal may stay behind the footer
             self._sync()
             self._file.close()
 
@@ -225,42 +267,110 @@ class RealLog:
         return len(self.t)
 
 
-def _scan(path: str) -> tuple[dict[str, str] | None, list[bytes], bool, str]:
-    """Stream records: (simrl metadata, step payloads, complete?, reason if not)."""
-    meta, payloads, channels = None, [], set()
+def _decompress(path: str, chunk: Chunk, limit: int) -> bytes:
+    """A chunk's records, never more than ``limit`` bytes of them (LogError otherwise)."""
+    size = chunk.uncompressed_size
+    if size > limit:
+        raise LogError(f"file {path}: field chunk.uncompressed_size is {size:,} bytes, over the "
+                       f"limit of {limit:,} (corrupt or hostile file; read_log(max_chunk_bytes=...) "
+                       "raises it)")
+    if chunk.compression == "zstd":
+        import zstandard
+        reader, parts, got = zstandard.ZstdDecompressor().stream_reader(chunk.data), [], 0
+        while got <= size and (part := reader.read(min(1 << 20, size + 1 - got))):
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+    elif chunk.compression == "lz4":
+        import lz4.frame
+        data = lz4.frame.LZ4FrameDecompressor().decompress(chunk.data, max_length=size + 1)
+    elif chunk.compression == "":
+        data = chunk.data
+    else:
+        raise LogError(f"file {path}: field chunk.compression {chunk.compression!r} is not supported")
+    if len(data) != size:
+        raise ValueError(f"chunk decompresses to {'more' if len(data) > size else len(data)} bytes, "
+                         f"its header says {size}")
+    if chunk.uncompressed_crc and zlib.crc32(data) != chunk.uncompressed_crc:
+        raise ValueError("chunk CRC mismatch")
+    return data
+
+
+def _records(path: str, f: Any, limit: int) -> Iterable[Any]:
+    """The records of an MCAP stream, chunks opened with bounded decompression."""
+    for rec in StreamReader(f, skip_magic=True, emit_chunks=True, record_size_limit=1 << 31).records:
+        if isinstance(rec, Chunk):
+            data = _decompress(path, rec, limit)
+            yield from breakup_chunk(Chunk(compression="", data=data, message_start_time=0,
+                                           message_end_time=0, uncompressed_crc=0,
+                                           uncompressed_size=len(data)))
+        else:
+            yield rec
+
+
+def _scan(path: str, limit: int = MAX_CHUNK_BYTES) -> tuple[dict[str, str] | None, list[Message], bool, str]:
+    """Stream records: (simrl metadata, step messages, complete?, reason if not)."""
+    meta, messages, channels = None, [], set()
     with open(path, "rb") as f:
         if f.read(len(_MAGIC)) != _MAGIC:
             raise LogError(f"file {path}: field magic: not an MCAP file")
-        f.seek(0)
         try:
-            for rec in StreamReader(f, validate_crcs=True, record_size_limit=1 << 31).records:
+            for rec in _records(path, f, limit):
                 if isinstance(rec, Metadata) and rec.name == META_NAME and meta is None:
                     meta = dict(rec.metadata)
                 elif isinstance(rec, Channel) and rec.topic == TOPIC:
                     channels.add(rec.id)
                 elif isinstance(rec, Message) and rec.channel_id in channels:
-                    payloads.append(rec.data)
+                    messages.append(rec)
                 elif isinstance(rec, Footer):
-                    return meta, payloads, True, ""
+                    if rec.summary_start == 0:  # the writer's seal: it never closed the file
+                        return meta, messages, False, "not closed by its writer"
+                    return meta, messages, True, ""
+        except LogError:
+            raise
         except Exception as e:  # truncation or corruption: keep what was read whole
-            return meta, payloads, False, f"{type(e).__name__}: {e}"
-    return meta, payloads, False, "no footer"
+            return meta, messages, False, f"{type(e).__name__}: {e}"
+    return meta, messages, False, "no footer"
+
+
+def recover_log(src: str | os.PathLike, dst: str | os.PathLike,
+                max_chunk_bytes: int = MAX_CHUNK_BYTES) -> int:
+    """Rewrites every whole chunk of the (truncated) log ``src`` into a complete, closed log
+    ``dst`` (never replaced if it exists) that every MCAP reader opens; returns the steps kept."""
+    src, dst = str(src), Path(dst)
+    rec, messages, complete, reason = _scan(src, max_chunk_bytes)
+    if rec is None:
+        raise LogError(f"file {src}: field metadata: no {META_NAME!r} metadata record")
+    meta = LogMeta.from_record(rec, src)
+    writer = LogWriter(dst, meta)
+    try:
+        for m in messages:
+            writer._mcap.add_message(writer._channel, log_time=m.log_time, publish_time=m.publish_time,
+                                     sequence=m.sequence, data=m.data)
+        writer.steps = len(messages)
+    finally:
+        writer.close()
+    return len(messages)
 
 
 def _floats(v: Any) -> np.ndarray:
     return np.asarray(v, dtype=np.float64)  # numpy parses "NaN"/"Infinity"/"-Infinity"
 
 
-def read_log(path: str | os.PathLike, allow_nan: bool = False) -> RealLog:
-    """Read one real log; a truncated file yields its whole chunks and a TruncatedLogWarning."""
+def read_log(path: str | os.PathLike, allow_nan: bool = False,
+             max_chunk_bytes: int = MAX_CHUNK_BYTES) -> RealLog:
+    """Read one real log; a truncated file yields its whole chunks and a TruncatedLogWarning.
+    ``max_chunk_bytes`` bounds what one chunk may decompress to (LogError beyond)."""
     path = str(path)
-    rec, payloads, complete, reason = _scan(path)
+    rec, messages, complete, reason = _scan(path, max_chunk_bytes)
+    payloads = [m.data for m in messages]
     if rec is None:
         raise LogError(f"file {path}: field metadata: no {META_NAME!r} metadata record")
     meta = LogMeta.from_record(rec, path)
     if not complete:
         warnings.warn(f"file {path}: truncated log ({reason}); recovered {len(payloads)} messages "
-                      f"from whole chunks", TruncatedLogWarning, stacklevel=2)
+                      f"from whole chunks (simrl.core.logs.recover_log('{path}', OUT) writes them to a "
+                      "complete file)", TruncatedLogWarning, stacklevel=2)
     if not payloads:
         raise LogError(f"file {path}: field step: empty log (zero steps)")
     try:

@@ -186,7 +186,11 @@ class WorldModel(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"world model {path} does not exist")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError (pickled code, refused, never run), damage
+            raise ValueError(f"{path}: not a readable simrl world model; refused without running "
+                             f"anything ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path} is not a simrl world model")
         if data["format_version"] > FORMAT_VERSION:

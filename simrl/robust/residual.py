@@ -39,8 +39,9 @@ class BaseController:
         return np.clip(np.asarray(self.fn(rs, obs), dtype=np.float64), -1.0, 1.0)
 
 
-def make_base(spec: str, task: Any) -> BaseController:
-    """Builds a base controller from a scripted name, a checkpoint directory or an SB3 zip."""
+def make_base(spec: str, task: Any, trust_pickle: bool = False) -> BaseController:
+    """Builds a base controller from a scripted name, a checkpoint directory or an SB3 zip
+    (read without unpickling unless ``trust_pickle``)."""
     from policies.base import SCRIPTED, make_scripted
     if spec in {name for names in SCRIPTED.values() for name in names}:
         try:
@@ -53,7 +54,8 @@ def make_base(spec: str, task: Any) -> BaseController:
         raise FileNotFoundError(f"residual base {spec!r}: not a scripted base (stand, trot, pusher), "
                                 "a checkpoint directory or an SB3 .zip")
     import policies
-    policy = policies.load(str(path), task=task.name)
+    options = {"trust_pickle": trust_pickle} if path.suffix == ".zip" else {}
+    policy = policies.load(str(path), task=task.name, **options)
 
     def run(rs: RobotState, obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

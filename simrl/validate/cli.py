@@ -72,12 +72,17 @@ def load_world_model(path: str, checkpoint: str) -> DisagreementModel:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    world_model = load_world_model(args.world_model, args.checkpoints[0]) if args.world_model else None
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the work, not after
+        raise ValueError(f"--out {args.out}: a file exists there; the report needs a directory")
     truth = None
     if args.truth:
-        truth = json.loads(Path(args.truth).read_text())
+        try:
+            truth = json.loads(Path(args.truth).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--truth {args.truth}: not a readable JSON file ({exc})") from None
         if not isinstance(truth, dict):
             raise ValueError(f"--truth {args.truth}: expected a JSON object {{checkpoint: return}}")
+    world_model = load_world_model(args.world_model, args.checkpoints[0]) if args.world_model else None
     ranking = rank_checkpoints(args.checkpoints, args.real_logs, cfg, world_model, log=print)
     metrics = ranking.evaluate(match_truth(ranking, truth)) if truth is not None else None
     files = write_report(ranking, cfg, args.out, metrics)
