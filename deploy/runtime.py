@@ -36,9 +36,9 @@ from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
 from deploy.robots import Robot, make_robot
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
-from deploy.robots.perturbation import Perturbation
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
 from deploy.spec import build_task
+from envs.perturbation import Perturbation
 from envs.robot_state import RobotState
 from policies.spec import load_spec, policy_id
 
