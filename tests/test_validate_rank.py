@@ -211,7 +211,8 @@ def test_bench_reality_proxy_perturbs_physics_and_sensors():
     from simrl.bench.rank import PROXY
 
     proxy = PROXY.make_env("hopper", 2, seed=0)
-    clean = envs.make("hopper", 2, seed=0, dr={k: (v, v) for k, v in PROXY.params.items()} | {"latency": (1, 1)})
+    dr = {k: (v, v) for k, v in PROXY.params.items()} | {"latency": (1, 1)}
+    clean = envs.make("hopper", 2, seed=0, dr=dr)
     noisy_obs, clean_obs = proxy.reset_numpy(0), clean.reset_numpy(0)
     diff = noisy_obs - clean_obs
     assert 0 < np.abs(diff[:, :5]).max() < 0.1 and np.abs(diff[:, 5:]).std() > np.abs(diff[:, :5]).std()

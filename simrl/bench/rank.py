@@ -136,8 +136,8 @@ def record_real_logs(task: str, logger: Path, out: Path, worlds: int, steps: int
     if out.is_dir() and any(out.glob("*.mcap")):
         return out
     t = time.perf_counter()
-    paths = record(PROXY.make_env(task, worlds, seed=1), policies.load(logger), steps, out, policy_id="logger",
-                   source="sim2sim", seed=1)
+    paths = record(PROXY.make_env(task, worlds, seed=1), policies.load(logger), steps, out,
+                   policy_id="logger", source="sim2sim", seed=1)
     print(f"recorded {len(paths)} real logs ({worlds * steps:,} steps) in {time.perf_counter() - t:.0f} s")
     return out
 
