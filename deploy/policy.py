@@ -1,18 +1,5 @@
-"""The exported policy on the robot computer: ``policy.onnx`` run with onnxruntime.
-
-ONNX contract (written by :mod:`policies.export`):
-
-* input ``obs``: float32 ``(batch, obs_dim)``, the *raw* observation vector in the order of the
-  spec's observation names (normalization is inside the graph);
-* output ``action``: float32 ``(batch, act_dim)``, the deterministic action in policy units,
-  clipped to [-1, 1] (what ``task.action_to_ctrl`` takes);
-* output ``scaled_action``: ``offset + scale * action`` with the spec's action scale and offset:
-  joint position targets (``joint_position`` actions), actuator commands (``actuator``) or the
-  per-step target change (``joint_position_delta``), for runtimes other than this one;
-* metadata: ``simrl.policy_sha256`` (sha256 of the ``policy.pt`` it was exported from; a
-  mismatch means the export is stale), ``simrl.task``, ``simrl.observation_names``,
-  ``simrl.action_names`` (JSON lists).
-"""
+"""The exported policy on the robot computer: ``policy.onnx`` run with onnxruntime, under the
+contract of :mod:`simrl.core.onnx_contract`."""
 
 from __future__ import annotations
 
@@ -22,15 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.spec import POLICY_FILE, file_sha256
-
-ONNX_FILE = "policy.onnx"
-INPUT = "obs"
-OUTPUTS = ("action", "scaled_action")
-META_SHA = "simrl.policy_sha256"
-META_TASK = "simrl.task"
-META_OBS = "simrl.observation_names"
-META_ACT = "simrl.action_names"
+from simrl.core.onnx_contract import INPUT, META_ACT, META_OBS, META_SHA, ONNX_FILE, OUTPUTS
+from simrl.core.spec import POLICY_FILE, file_sha256
 
 
 class OnnxPolicy:

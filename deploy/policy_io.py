@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.robot_state import RobotState
 from policies.base import SCRIPTED
 from policies.io import History, Residual, scripted_base
+from simrl.core.robot_state import RobotState
 
 
 class PolicyIO:

@@ -1,5 +1,5 @@
 """The real-log recorder of deploy runs: one MCAP file per run, written through
-:mod:`simrl.logs` from a background thread so the control loop never waits on the disk.
+:mod:`simrl.core.logs` from a background thread so the control loop never waits on the disk.
 
 Per control step: time, the robot-state record (plus ``motor_pos``/``motor_vel``, the
 commanded actuator inputs ``ctrl``, the robot's clock ``robot_time`` and, when the task reward
@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from simrl.logs import LogMeta, LogWriter
+from simrl.core.logs import LogMeta, LogWriter
 
 
 class Recorder:

@@ -37,10 +37,10 @@ from deploy.recorder import Recorder, log_meta
 from deploy.robots import Robot, make_robot
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
-from deploy.spec import build_task
 from envs.perturbation import Perturbation
-from envs.robot_state import RobotState
-from policies.spec import load_spec, policy_id
+from envs.tasks import task_from_spec
+from simrl.core.robot_state import RobotState
+from simrl.core.spec import load_spec, policy_id
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -136,7 +136,7 @@ class Runtime:
             raise ValueError(f"robot {robot.name} is {'lockstep' if robot.lockstep else 'real time'}, "
                              f"the runtime is configured {'real time' if self.cfg.realtime else 'lockstep'}")
         self.spec = load_spec(checkpoint)
-        self.task = build_task(self.spec)
+        self.task = task_from_spec(self.spec)
         self.io = PolicyIO(self.spec, self.task)
         if self.io.input_size != len(self.spec["observation"]["names"]):
             raise ValueError(f"checkpoint {checkpoint}: the network takes "

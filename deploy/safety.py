@@ -30,7 +30,7 @@ import mujoco
 import numpy as np
 
 from deploy.robots.base import DAMP, Command
-from envs.robot_state import RobotState, projected_gravity
+from simrl.core.robot_state import RobotState, projected_gravity
 
 LIMIT_EVENTS = ("soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
 STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "tilt", "stale_data", "robot_lost", "estop")

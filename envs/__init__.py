@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from envs.randomization import Distribution, Fixed, ParamRange, RandomizationError, Uniform
-from envs.robot_state import RobotState
+from envs.randomization import ParamRange
+from envs.distributions import Distribution, Fixed, RandomizationError, Uniform
+from simrl.core.robot_state import RobotState
 from envs.tasks import TASKS, Task, TaskConfig, make_config, make_task, task_names
 
 

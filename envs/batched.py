@@ -21,9 +21,9 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from envs.randomization import (Distribution, Fixed, ParameterSpace, ParamRange, RandomizationError,
-                                Uniform, make_ranges)
-from envs.robot_state import RobotState
+from envs.randomization import ParameterSpace, ParamRange, make_ranges
+from envs.distributions import Distribution, Fixed, RandomizationError, Uniform
+from simrl.core.robot_state import RobotState
 from envs.tasks import Task
 from envs.wrappers import Step, VecEnv, to_numpy
 

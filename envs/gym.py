@@ -1,7 +1,8 @@
 """Single-env ``gymnasium.Env`` adapter over the same task code as the batched env.
 
-Registered ids: ``simrl/Go1Velocity-v0``, ``simrl/PandaPush-v0``, ``simrl/Hopper-v0``,
-``simrl/HalfCheetah-v0``, ``simrl/Walker2d-v0`` (``import envs.gym`` registers them). Steps
+Every registered task has an id (``Task.gym_id``: ``simrl/Go1Velocity-v0``,
+``simrl/PandaPush-v0``, ``simrl/Hopper-v0``, ``simrl/HalfCheetah-v0``, ``simrl/Walker2d-v0``),
+registered by ``import envs``. Steps
 with ``mj_step`` on one MjData, as a Gymnasium MuJoCo env does; no auto-reset, and the task's
 time limit is reported as ``truncated``. Passes Gymnasium's and Stable-Baselines3's env checkers.
 """
@@ -15,17 +16,8 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.batched import BatchedEnv
-from envs.randomization import Distribution
+from envs.distributions import Distribution
 from envs.tasks import make_task
-
-GYM_IDS = {
-    "go1-velocity": "simrl/Go1Velocity-v0",
-    "panda-push": "simrl/PandaPush-v0",
-    "hopper": "simrl/Hopper-v0",
-    "halfcheetah": "simrl/HalfCheetah-v0",
-    "walker2d": "simrl/Walker2d-v0",
-}
-
 
 class SimrlEnv(gymnasium.Env):
     """One randomized world of a simrl task.
@@ -73,13 +65,3 @@ class SimrlEnv(gymnasium.Env):
 
     def close(self) -> None:
         self.core.close()
-
-
-def register_all() -> None:
-    for task, env_id in GYM_IDS.items():
-        if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point="envs.gym:SimrlEnv", kwargs={"task": task},
-                               disable_env_checker=True)
-
-
-register_all()

@@ -42,9 +42,9 @@ import mujoco
 import numpy as np
 
 from envs.batched import BatchedEnv, reset_record
-from envs.randomization import ENV_KINDS, ParameterSpace, ParamRange
-from envs.robot_state import RobotState
+from envs.randomization import KINDS, ParameterSpace, ParamRange
 from envs.wrappers import Wrapper
+from simrl.core.robot_state import RobotState
 
 KEYS = ("params", "latency", "motor_lag", "noise")
 MOTOR_FIELDS = ("motor_pos", "motor_vel")   # actuator readings besides the robot-state record
@@ -65,7 +65,7 @@ class Perturbation:
         self.noise = {str(k): float(v) for k, v in self.noise.items()}
         for name in self.params:
             kind = name.split(":", 1)[0]
-            if kind in ENV_KINDS:
+            if KINDS.get(kind).in_env:
                 raise ValueError(f"perturbation params: {name!r} is not a physical parameter; use "
                                  "the top-level keys latency (seconds) and noise (per field)")
         for key, value in (("latency", self.latency), ("motor_lag", self.motor_lag), *self.noise.items()):

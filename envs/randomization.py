@@ -24,31 +24,175 @@ push            random horizontal push on the root body    newtons      0
 ==============  =========================================  ===========  =========
 
 ``latency``, ``obs_noise``, ``action_noise`` and ``push`` act in the env, not in MjModel.
+
+Each kind is one entry of :data:`KINDS`, added by :func:`register_kind` on a function that says
+which model fields a parameter of that kind writes; a new kind that changes the model is one
+such function (in this module or any other).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Sequence
 
 import mujoco
 import numpy as np
 
-SCALE_KINDS = ("mass", "friction", "damping", "armature", "kp", "kd", "gain", "force_limit")
-OFFSET_KINDS = ("com_x", "com_y", "com_z")
-ENV_KINDS = ("latency", "obs_noise", "action_noise", "push")
-ABSOLUTE_KINDS = ("gravity",)
-KINDS = SCALE_KINDS + OFFSET_KINDS + ABSOLUTE_KINDS + ENV_KINDS
-# Kinds whose value must stay strictly positive (a zero mass or gain makes no physical sense).
-_POSITIVE = ("mass",)
-# Kinds whose value must stay non-negative.
-_NON_NEGATIVE = ("friction", "damping", "armature", "kp", "kd", "gain", "force_limit",
-                 "latency", "obs_noise", "action_noise", "push")
+from envs.distributions import RandomizationError
+from simrl.core.registry import Registry
 
 
-class RandomizationError(ValueError):
-    """A randomization parameter, range or distribution is invalid."""
+
+@dataclass
+class FieldWrite:
+    """How one parameter writes into a model field: rows, columns and the operation
+    (``"scale"`` multiplies the nominal value, ``"offset"`` adds to it, ``"set"`` replaces it)."""
+
+    field: str
+    rows: np.ndarray
+    cols: tuple[int, ...] | None
+    op: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A randomization kind: what its values mean and how they reach the physics.
+
+    ``resolve(model, target, param_name)`` returns the model-field writes of one parameter of
+    this kind (``target`` is the part after ``:``, or None for every element); kinds that act in
+    the env (``in_env``: latency, noise, pushes) write nothing into the model and are read by
+    :class:`envs.batched.BatchedEnv` through :meth:`ParameterSpace.env_values`.
+    """
+
+    name: str
+    unit: str
+    nominal: float | None = 0.0          # value that leaves the model unchanged (None: the model's)
+    bound: str = ""                      # "" | "positive" | "non_negative"
+    in_env: bool = False
+    resolve: Callable[[mujoco.MjModel, "str | None", str], list[FieldWrite]] | None = None
+
+
+KINDS: Registry[Kind] = Registry("randomization kind")
+
+
+def register_kind(name: str, unit: str, *, nominal: float | None = 0.0, bound: str = "",
+                  in_env: bool = False) -> Callable:
+    """Decorator on a ``resolve(model, target, param_name) -> list[FieldWrite]`` function: adds
+    the kind ``name`` (one call per kind; see the built-ins below)."""
+    if bound not in ("", "positive", "non_negative"):
+        raise ValueError(f"kind {name}: bound must be '', 'positive' or 'non_negative'")
+
+    def add(resolve: Callable | None) -> Callable | None:
+        KINDS.register(name, Kind(name, unit, nominal, bound, in_env, resolve))
+        return resolve
+    return add
+
+
+def register_env_kind(name: str, unit: str) -> None:
+    """An env-level kind (the env reads its per-world value; nothing is written to the model)."""
+    register_kind(name, unit, bound="non_negative", in_env=True)(None)
+
+
+def _ids(model: mujoco.MjModel, objtype: mujoco.mjtObj, count: int, target: str | None,
+         param: str, what: str) -> np.ndarray:
+    if target is None:
+        return np.arange(count)
+    idx = mujoco.mj_name2id(model, objtype, target)
+    if idx < 0:
+        names = [mujoco.mj_id2name(model, objtype, i) for i in range(count)]
+        names = [n for n in names if n]
+        raise RandomizationError(
+            f"{param}: no {what} named {target!r} in the model; {what}s: {', '.join(names)}")
+    return np.array([idx])
+
+
+def _bodies(m: mujoco.MjModel, t: str | None, p: str) -> np.ndarray:
+    return _ids(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, t, p, "body")
+
+
+def _actuators(m: mujoco.MjModel, t: str | None, p: str) -> np.ndarray:
+    if m.nu == 0:
+        raise RandomizationError(f"{p}: the model has no actuators")
+    return _ids(m, mujoco.mjtObj.mjOBJ_ACTUATOR, m.nu, t, p, "actuator")
+
+
+def _dofs(m: mujoco.MjModel, t: str | None, p: str) -> np.ndarray:
+    if t is None:
+        return np.arange(m.nv)
+    jnt = _ids(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, t, p, "joint")[0]
+    start = m.jnt_dofadr[jnt]
+    ndof = {0: 6, 1: 3}.get(int(m.jnt_type[jnt]), 1)
+    return np.arange(start, start + ndof)
+
+
+# -- the built-in kinds ---------------------------------------------------------------------------
+@register_kind("mass", "scale", nominal=1.0, bound="positive")
+def _mass(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    rows = _bodies(m, t, p)
+    rows = rows[m.body_mass[rows] > 0]  # the world body has no mass
+    return [FieldWrite("body_mass", rows, None, "scale"), FieldWrite("body_inertia", rows, None, "scale")]
+
+
+def _com(axis: int) -> Callable:
+    def resolve(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+        return [FieldWrite("body_ipos", _bodies(m, t, p), (axis,), "offset")]
+    return resolve
+
+
+for _axis, _name in enumerate(("com_x", "com_y", "com_z")):
+    register_kind(_name, "m")(_com(_axis))
+
+
+@register_kind("friction", "scale", nominal=1.0, bound="non_negative")
+def _friction(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    return [FieldWrite("geom_friction", _ids(m, mujoco.mjtObj.mjOBJ_GEOM, m.ngeom, t, p, "geom"), (0,), "scale")]
+
+
+@register_kind("damping", "scale", nominal=1.0, bound="non_negative")
+def _damping(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    return [FieldWrite("dof_damping", _dofs(m, t, p), None, "scale")]
+
+
+@register_kind("armature", "scale", nominal=1.0, bound="non_negative")
+def _armature(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    return [FieldWrite("dof_armature", _dofs(m, t, p), None, "scale")]
+
+
+@register_kind("kp", "scale", nominal=1.0, bound="non_negative")
+def _kp(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    rows = _actuators(m, t, p)
+    return [FieldWrite("actuator_gainprm", rows, (0,), "scale"), FieldWrite("actuator_biasprm", rows, (1,), "scale")]
+
+
+@register_kind("kd", "scale", nominal=1.0, bound="non_negative")
+def _kd(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    return [FieldWrite("actuator_biasprm", _actuators(m, t, p), (2,), "scale")]
+
+
+@register_kind("gain", "scale", nominal=1.0, bound="non_negative")
+def _gain(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    rows = _actuators(m, t, p)
+    return [FieldWrite("actuator_gainprm", rows, (0,), "scale"),
+            FieldWrite("actuator_biasprm", rows, (0, 1, 2), "scale")]
+
+
+@register_kind("force_limit", "scale", nominal=1.0, bound="non_negative")
+def _force_limit(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    return [FieldWrite("actuator_forcerange", _actuators(m, t, p), None, "scale")]
+
+
+@register_kind("gravity", "m/s^2", nominal=None)
+def _gravity(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
+    if t is not None:
+        raise RandomizationError(f"{p}: gravity takes no target")
+    return [FieldWrite("gravity", np.array([2]), None, "set")]
+
+
+for _name, _unit in (("latency", "whole control steps"), ("obs_noise", "std (x task scales)"),
+                     ("action_noise", "std (policy units)"), ("push", "N")):
+    register_env_kind(_name, _unit)
+
 
 
 @dataclass(frozen=True)
@@ -62,19 +206,16 @@ class ParamRange:
 
     def __post_init__(self) -> None:
         kind = self.name.split(":", 1)[0]
-        if kind not in KINDS:
-            raise RandomizationError(
-                f"unknown randomization parameter kind {kind!r} in {self.name!r}; "
-                f"known kinds: {', '.join(KINDS)}")
+        bound = _kind(self.name).bound
         if not all(math.isfinite(v) for v in (self.low, self.high, self.nominal)):
             raise RandomizationError(f"{self.name}: low, high and nominal must be finite")
         if self.low > self.high:
             raise RandomizationError(f"{self.name}: low {self.low} > high {self.high}")
-        if kind in _POSITIVE and self.low <= 0:
+        if bound == "positive" and self.low <= 0:
             raise RandomizationError(
                 f"{self.name}: {kind} scale must be positive (low={self.low}); "
                 "a non-positive mass is not physical")
-        if kind in _NON_NEGATIVE and self.low < 0:
+        if bound == "non_negative" and self.low < 0:
             raise RandomizationError(f"{self.name}: {kind} must be >= 0 (low={self.low})")
         if not self.low <= self.nominal <= self.high:
             raise RandomizationError(
@@ -90,14 +231,21 @@ class ParamRange:
         return parts[1] if len(parts) == 2 else None
 
 
+def _kind(param: str) -> Kind:
+    """The kind of the parameter named ``param`` (``kind[:target]``)."""
+    kind = param.split(":", 1)[0]
+    if kind not in KINDS:
+        raise RandomizationError(f"unknown randomization parameter kind {kind!r} in {param!r}; "
+                                 f"known kinds: {', '.join(KINDS.names())}")
+    return KINDS.get(kind)
+
+
 def default_nominal(name: str, model: mujoco.MjModel) -> float:
     """The value of a parameter that leaves ``model`` unchanged."""
-    kind = name.split(":", 1)[0]
-    if kind in SCALE_KINDS:
-        return 1.0
-    if kind == "gravity":
-        return float(model.opt.gravity[2])
-    return 0.0
+    kind = _kind(name)
+    if kind.nominal is not None:
+        return float(kind.nominal)
+    return float(model.opt.gravity[2])
 
 
 def make_ranges(spec: dict[str, Sequence[float]], model: mujoco.MjModel) -> list[ParamRange]:
@@ -121,29 +269,6 @@ def make_ranges(spec: dict[str, Sequence[float]], model: mujoco.MjModel) -> list
     return ranges
 
 
-def _ids(model: mujoco.MjModel, objtype: mujoco.mjtObj, count: int, target: str | None,
-         param: str, what: str) -> np.ndarray:
-    if target is None:
-        return np.arange(count)
-    idx = mujoco.mj_name2id(model, objtype, target)
-    if idx < 0:
-        names = [mujoco.mj_id2name(model, objtype, i) for i in range(count)]
-        names = [n for n in names if n]
-        raise RandomizationError(
-            f"{param}: no {what} named {target!r} in the model; {what}s: {', '.join(names)}")
-    return np.array([idx])
-
-
-@dataclass
-class _FieldWrite:
-    """How one parameter writes into a model field: rows, columns and the operation."""
-
-    field: str
-    rows: np.ndarray
-    cols: tuple[int, ...] | None
-    op: str  # "scale", "offset" or "set"
-
-
 class ParameterSpace:
     """Resolves parameter names against a model and writes value vectors into model copies.
 
@@ -158,11 +283,12 @@ class ParameterSpace:
         self.ranges = list(ranges)
         self.names = tuple(names)
         self.nominal_model = model
-        self.writes: list[list[_FieldWrite]] = [self._resolve(r, model) for r in ranges]
+        self.writes: list[list[FieldWrite]] = [self._resolve(r, model) for r in ranges]
         fields = {w.field for ws in self.writes for w in ws}
         self._nominal_fields = {f: self._get(model, f).copy() for f in fields}
         kinds = [r.kind for r in ranges]
-        self.env_index = {k: [i for i, kk in enumerate(kinds) if kk == k] for k in ENV_KINDS}
+        env_kinds = [name for name, kind in KINDS.items() if kind.in_env]
+        self.env_index = {k: [i for i, kk in enumerate(kinds) if kk == k] for k in env_kinds}
 
     @property
     def dim(self) -> int:
@@ -186,50 +312,13 @@ class ParameterSpace:
             return model.opt.gravity
         return getattr(model, field)
 
-    def _resolve(self, r: ParamRange, m: mujoco.MjModel) -> list[_FieldWrite]:
-        k, t = r.kind, r.target
-        if k in ENV_KINDS:
-            if t is not None:
-                raise RandomizationError(f"{r.name}: {k} takes no target")
+    def _resolve(self, r: ParamRange, m: mujoco.MjModel) -> list[FieldWrite]:
+        kind = KINDS.get(r.kind)
+        if kind.in_env:
+            if r.target is not None:
+                raise RandomizationError(f"{r.name}: {r.kind} takes no target")
             return []
-        if k == "gravity":
-            if t is not None:
-                raise RandomizationError(f"{r.name}: gravity takes no target")
-            return [_FieldWrite("gravity", np.array([2]), None, "set")]
-        if k == "mass":
-            rows = _ids(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, t, r.name, "body")
-            rows = rows[m.body_mass[rows] > 0]  # the world body has no mass
-            return [_FieldWrite("body_mass", rows, None, "scale"),
-                    _FieldWrite("body_inertia", rows, None, "scale")]
-        if k in OFFSET_KINDS:
-            rows = _ids(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, t, r.name, "body")
-            return [_FieldWrite("body_ipos", rows, ("xyz".index(k[-1]),), "offset")]
-        if k == "friction":
-            rows = _ids(m, mujoco.mjtObj.mjOBJ_GEOM, m.ngeom, t, r.name, "geom")
-            return [_FieldWrite("geom_friction", rows, (0,), "scale")]
-        if k in ("damping", "armature"):
-            if t is None:
-                rows = np.arange(m.nv)
-            else:
-                jnt = _ids(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, t, r.name, "joint")[0]
-                start = m.jnt_dofadr[jnt]
-                ndof = {0: 6, 1: 3}.get(int(m.jnt_type[jnt]), 1)
-                rows = np.arange(start, start + ndof)
-            return [_FieldWrite(f"dof_{k}", rows, None, "scale")]
-        rows = _ids(m, mujoco.mjtObj.mjOBJ_ACTUATOR, m.nu, t, r.name, "actuator")
-        if m.nu == 0:
-            raise RandomizationError(f"{r.name}: the model has no actuators")
-        if k == "kp":
-            return [_FieldWrite("actuator_gainprm", rows, (0,), "scale"),
-                    _FieldWrite("actuator_biasprm", rows, (1,), "scale")]
-        if k == "kd":
-            return [_FieldWrite("actuator_biasprm", rows, (2,), "scale")]
-        if k == "gain":
-            return [_FieldWrite("actuator_gainprm", rows, (0,), "scale"),
-                    _FieldWrite("actuator_biasprm", rows, (0, 1, 2), "scale")]
-        if k == "force_limit":
-            return [_FieldWrite("actuator_forcerange", rows, None, "scale")]
-        raise RandomizationError(f"{r.name}: unhandled kind {k}")  # pragma: no cover
+        return kind.resolve(m, r.target, r.name)
 
     def check(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=np.float64)
@@ -261,85 +350,3 @@ class ParameterSpace:
         if not idx:
             return np.full(values.shape[0], default)
         return values[:, idx[0]]
-
-
-class Distribution(Protocol):
-    """A distribution over parameter vectors: what DR and DORAEMON hand to the env."""
-
-    names: tuple[str, ...]
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
-    def log_prob(self, x: np.ndarray) -> np.ndarray: ...
-    def entropy(self) -> float: ...
-
-
-class Fixed:
-    """Every world gets the same vector (``dr=none`` uses the nominal values)."""
-
-    def __init__(self, names: Sequence[str], values: Sequence[float]):
-        self.names = tuple(names)
-        self.values = np.asarray(values, dtype=np.float64)
-        if self.values.shape != (len(self.names),):
-            raise RandomizationError(f"Fixed: {len(self.names)} names but values of shape {self.values.shape}")
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.tile(self.values, (n, 1))
-
-    def log_prob(self, x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x)
-        return np.where(np.all(x == self.values, axis=1), 0.0, -np.inf)
-
-    def entropy(self) -> float:
-        """A point mass has differential entropy minus infinity."""
-        return -math.inf if len(self.names) else 0.0
-
-    def to_dict(self) -> dict:
-        return {"type": "fixed", "names": list(self.names), "values": self.values.tolist()}
-
-
-class Uniform:
-    """Independent uniform distribution per dimension; a dimension with low == high is fixed."""
-
-    def __init__(self, names: Sequence[str], low: Sequence[float], high: Sequence[float]):
-        self.names = tuple(names)
-        self.low = np.asarray(low, dtype=np.float64)
-        self.high = np.asarray(high, dtype=np.float64)
-        if self.low.shape != (len(self.names),) or self.high.shape != self.low.shape:
-            raise RandomizationError("Uniform: names, low and high must have the same length")
-        bad = [n for n, lo, hi in zip(self.names, self.low, self.high) if lo > hi]
-        if bad:
-            raise RandomizationError(f"Uniform: low > high for {bad}")
-        self._width = self.high - self.low
-        self._free = self._width > 0
-
-    @classmethod
-    def from_ranges(cls, ranges: Sequence[ParamRange]) -> "Uniform":
-        return cls([r.name for r in ranges], [r.low for r in ranges], [r.high for r in ranges])
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.low + self._width * rng.random((n, len(self.names)))
-
-    def log_prob(self, x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x)
-        inside = np.all((x >= self.low) & (x <= self.high), axis=1)
-        return np.where(inside, -np.log(self._width[self._free]).sum(), -np.inf)
-
-    def entropy(self) -> float:
-        return float(np.log(self._width[self._free]).sum())
-
-    def to_dict(self) -> dict:
-        return {"type": "uniform", "names": list(self.names),
-                "low": self.low.tolist(), "high": self.high.tolist()}
-
-
-def distribution_from_dict(d: dict) -> Distribution:
-    """Rebuilds a distribution saved with ``to_dict`` (checkpoint specs store them this way)."""
-    kind = d.get("type")
-    if kind == "fixed":
-        return Fixed(d["names"], d["values"])
-    if kind == "uniform":
-        return Uniform(d["names"], d["low"], d["high"])
-    if kind == "beta":
-        from simrl.dr.beta import BetaDistribution  # registered by simrl.dr, optional here
-        return BetaDistribution.from_dict(d)
-    raise RandomizationError(f"unknown distribution type {kind!r}")

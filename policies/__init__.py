@@ -4,7 +4,7 @@
 >>> policy = policies.load("runs/hopper/final")          # or an SB3 zip: load("m.zip", task="hopper")
 >>> action = policy(obs)                                  # numpy or torch, deterministic, in [-1, 1]
 
-Names are imported on first use, so ``import policies.spec`` (checkpoint specs, no torch) stays
+Names are imported on first use, so ``import simrl.core.spec`` (checkpoint specs, no torch) stays
 light enough for the robot computer.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 _EXPORTS = {
     "load": "policies.checkpoint", "save": "policies.checkpoint",
     "LoadedPolicy": "policies.checkpoint",
-    "load_spec": "policies.spec", "CheckpointError": "policies.spec",
-    "FORMAT_VERSION": "policies.spec",
+    "load_spec": "simrl.core.spec", "CheckpointError": "simrl.core.spec",
+    "FORMAT_VERSION": "simrl.core.spec",
     "ActorCritic": "policies.networks", "NetworkConfig": "policies.networks",
     "Policy": "policies.networks", "RunningNorm": "policies.networks",
 }

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 
 class StandController:

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from policies.networks import NetworkConfig, Policy
-from policies.spec import (FORMAT, FORMAT_VERSION, POLICY_FILE, SPEC_FILE, CheckpointError,
-                           load_spec, task_config)
+from simrl.core.spec import (FORMAT, FORMAT_VERSION, POLICY_FILE, SPEC_FILE, CheckpointError,
+                           load_spec)
 
 # -- describing a task --------------------------------------------------------------------------
 def action_spec(task: Any) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 def build_spec(policy: Policy, task: Any, distribution: Any = None,
                training: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``spec.json`` content for ``policy`` trained on ``task``."""
-    from simrl.config import to_jsonable
+    from simrl.core.config import to_jsonable
     if policy.obs_dim != task.observation_size or policy.act_dim != task.action_size:
         raise CheckpointError(f"policy shape ({policy.obs_dim} obs, {policy.act_dim} actions) does not "
                               f"fit task {task.name} ({task.observation_size}, {task.action_size})")
@@ -137,7 +137,7 @@ def save(path: str | os.PathLike, policy: Policy, task: Any, *, distribution: An
 # -- load -------------------------------------------------------------------------------------
 def network_config(spec: Mapping[str, Any]) -> NetworkConfig:
     """The :class:`NetworkConfig` recorded in a spec."""
-    from simrl.config import from_dict
+    from simrl.core.config import from_dict
     net = {k: v for k, v in spec["network"].items() if k not in ("type", "obs_dim", "act_dim")}
     try:
         return from_dict(NetworkConfig(), net, "spec network")

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy.policy import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
-from deploy.spec import build_task
+from simrl.core.onnx_contract import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
+from envs.tasks import task_from_spec
 from policies.checkpoint import LoadedPolicy, load
-from policies.spec import POLICY_FILE, file_sha256
+from simrl.core.spec import POLICY_FILE, file_sha256
 
 OPSET = 17
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
@@ -144,7 +144,7 @@ def parity_observations(policy: LoadedPolicy, n_random: int = 512, n_resets: int
     mean = np.zeros(dim) if norm is None else norm.mean.numpy()
     std = np.ones(dim) if norm is None else np.sqrt(norm.var.numpy())
     random = mean + 3.0 * std * rng.standard_normal((n_random, dim))
-    task = build_task(policy.spec)
+    task = task_from_spec(policy.spec)
     init = task.reset(rng, n_resets)
     data = mujoco.MjData(task.model)
     sensordata = np.zeros((n_resets, task.model.nsensordata))

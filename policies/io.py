@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from envs.robot_state import RobotState
 from policies.base import make_scripted
+from simrl.core.robot_state import RobotState
 
 
 class BaseController:

@@ -83,7 +83,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_deploy(args: argparse.Namespace) -> int:
     import deploy
-    from deploy.policy import ONNX_FILE
+    from simrl.core.onnx_contract import ONNX_FILE
     ckpt = Path(args.checkpoint)
     if (ckpt / "spec.json").exists() and not (ckpt / ONNX_FILE).exists():
         run_export(argparse.Namespace(checkpoint=ckpt, format="onnx", out=None, tolerance=1e-5))
@@ -107,7 +107,7 @@ def run_robot_server(args: argparse.Namespace) -> int:
     from deploy.robots.mujoco import SimConfig
     from envs.perturbation import Perturbation
     from deploy.robots.udp import serve_udp
-    from policies.spec import load_spec
+    from simrl.core.spec import load_spec
     spec = load_spec(args.checkpoint) if args.checkpoint else {"task": args.task, "task_config": {}}
     perturbation = Perturbation.load(args.perturb) if args.perturb else None
     cfg = SimConfig.from_spec(spec, args.model, perturbation, args.seed)

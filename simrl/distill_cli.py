@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "algo": "ppo only", "robust": "none only", "residual": "empty only"})
     add_arguments(t, NetworkConfig, "network")
     add_arguments(t, PPOConfig, "ppo")
-    add_arguments(t, [cls for _, cls in TASKS.values()], "task", "task config options")
+    add_arguments(t, [t.config_class for t in TASKS.values()], "task", "task config options")
     t.set_defaults(func=run_teacher)
 
 
@@ -77,7 +77,7 @@ def run_teacher(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from policies import load_spec
-    from simrl.config import apply_overrides
+    from simrl.core.config import apply_overrides
     from simrl.evaluate import format_summary
     from simrl.robust.distill import distill
 

@@ -142,7 +142,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="pushes per direction and magnitude (default: 4; 8 directions)")
     p.add_argument("--out", default=None,
                    help="directory for the grid heatmap / push-test curve (PNG + JSON)")
-    add_arguments(p, [cls for _, cls in TASKS.values()], "task", "task config options")
+    add_arguments(p, [t.config_class for t in TASKS.values()], "task", "task config options")
     p.set_defaults(func=run)
 
 
@@ -150,13 +150,14 @@ def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict,
     """(policy, spec, task, env wrapper or None) of one checkpoint."""
     import policies
     from envs.tasks import make_config, make_task
-    from policies.checkpoint import task_config
-    from simrl.config import apply_overrides, overrides_from_args
+    from envs.tasks import config_from_spec
+    from simrl.config import overrides_from_args
+    from simrl.core.config import apply_overrides
 
     options = {"vec_normalize": args.vec_normalize} if args.vec_normalize else {}
     policy = policies.load(checkpoint, task=args.task, device=args.device, **options)
     spec = policy.spec
-    base = (task_config(spec) if Path(checkpoint).suffix != ".zip" else make_config(spec["task"]))
+    base = (config_from_spec(spec) if Path(checkpoint).suffix != ".zip" else make_config(spec["task"]))
     cfg = apply_overrides(base, overrides_from_args(args, "task"), "task")
     task = make_task(spec["task"], config=cfg)
     wrap = None
@@ -170,8 +171,8 @@ def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict,
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.randomization import distribution_from_dict
-    from simrl.config import to_jsonable
+    from envs.distributions import distribution_from_dict
+    from simrl.core.config import to_jsonable
     from simrl.train import resolve_dr
 
     if args.episodes < 1:

@@ -33,7 +33,9 @@ import torch
 
 import policies
 from policies.networks import ActorCritic, NetworkConfig, Policy
-from simrl.config import add_arguments, apply_overrides, from_dict, to_jsonable
+from simrl.config import add_arguments
+from simrl.core.config import apply_overrides, from_dict, to_jsonable
+from simrl.core.progress import progress
 from simrl.dr.curriculum import DoraemonTrainConfig
 from simrl.ppo import PPO, PPOConfig
 from simrl.robust.hinf import HinfConfig
@@ -94,16 +96,8 @@ class RunConfig:
     task: Any = None                     # the task's config dataclass (envs.make_config)
 
 
-# Defaults by task and by algorithm, applied before the user's options.
+# Defaults by algorithm, applied after the task's (``Task.train_defaults``) and before the user's.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    # rsl_rl's legged-robot settings, with fewer worlds and a smaller MLP: a CPU simulator and
-    # one torch thread (512-256-128 makes the update 3x slower than the collection on 2 cores).
-    # Initial action std 0.37, not 1: the task's per-step penalties (action rate, torques) under
-    # std-1 noise outweigh its tracking reward, and the policy first learns to fall early.
-    "go1-velocity": {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
-                     "ppo.entropy_coef": 0.01, "network.activation": "elu",
-                     "network.init_log_std": -1.0,
-                     "network.actor_hidden": (128, 128, 128), "network.critic_hidden": (128, 128, 128)},
     "sb3-sac": {"train.num_envs": 1, "network.actor_hidden": (256, 256),
                 "network.critic_hidden": (256, 256), "network.activation": "relu",
                 "network.normalize_obs": False},
@@ -113,14 +107,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def resolve_config(overrides: dict[str, Any]) -> RunConfig:
     """The run config for dotted ``overrides`` (``{"ppo.learning_rate": 1e-3, "task.x": ...}``):
     defaults, then the task's and the algorithm's defaults, then the overrides."""
-    from envs.tasks import make_config
+    from envs.tasks import TASKS, make_config
 
     task = overrides.get("train.task", TrainConfig.task)
     algo = overrides.get("train.algo", TrainConfig.algo)
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
     cfg = RunConfig(task=make_config(task))
-    merged = {**DEFAULTS.get(task, {}), **DEFAULTS.get(algo, {}), **overrides}
+    merged = {**TASKS.get(task).train_defaults, **DEFAULTS.get(algo, {}), **overrides}
     return apply_overrides(cfg, merged, "config")
 
 
@@ -155,7 +149,7 @@ def resolve_dr(text: str) -> Any:
         raise ValueError(f"--dr {text!r}: use none, uniform or a JSON file (not found)")
     data = json.loads(path.read_text())
     if isinstance(data, dict) and "type" in data:
-        from envs.randomization import distribution_from_dict
+        from envs.distributions import distribution_from_dict
         return distribution_from_dict(data)
     return {k: tuple(v) for k, v in data.items()}
 
@@ -237,16 +231,14 @@ class Trainer:
     def begin(self) -> None:
         """Writes the config, opens the progress bar and TensorBoard writer."""
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / CONFIG_FILE).write_text(json.dumps(config_to_dict(self.cfg), indent=2,
                                                        allow_nan=False))
         self._writer = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
         t = self.cfg.train
-        self._bar = tqdm(total=t.steps, initial=self.step, unit="step", unit_scale=True,
-                         disable=not t.progress, dynamic_ncols=True,
-                         desc=f"{t.algo} {t.task}")
+        self._bar = progress(t.steps, f"{t.algo} {t.task}", unit="step", initial=self.step,
+                             disable=not t.progress)
         self._t0 = time.perf_counter() - self.wall_time
         self._last_log = (time.perf_counter(), self.step)
 
@@ -334,7 +326,7 @@ class Trainer:
         self.episodes.load_state_dict(state["episodes"])
         spec = policies.load_spec(path)
         if spec.get("dr") is not None:
-            from envs.randomization import distribution_from_dict
+            from envs.distributions import distribution_from_dict
             self.set_distribution(distribution_from_dict(spec["dr"]))
         for name, obj in self.stateful.items():
             obj.load_state_dict(state["stateful"][name])
@@ -517,7 +509,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="DORAEMON success-rate target (= --doraemon.alpha)")
     p.add_argument("--dr-kl", dest="doraemon.kl_bound", default=argparse.SUPPRESS, metavar="EPS",
                    help="DORAEMON KL trust region per update (= --doraemon.kl-bound)")
-    add_arguments(p, [cls for _, cls in TASKS.values()], "task",
+    add_arguments(p, [t.config_class for t in TASKS.values()], "task",
                   "task config options (fields of the chosen task's config)")
     p.set_defaults(func=run)
 

@@ -72,8 +72,8 @@ def test_classic_task_spec_has_actuator_scaling(tmp_path):
     spec = policies.load_spec(tmp_path / "h")
     assert spec["action"]["type"] == "actuator" and spec["default_joint_pos"] is None
     assert spec["task_config"]["healthy_z_range"] == [0.7, "inf"]  # strict JSON, no Infinity
-    from policies.checkpoint import task_config
-    assert task_config(spec) == task.cfg
+    from envs.tasks import config_from_spec
+    assert config_from_spec(spec) == task.cfg
 
 
 def test_policy_pt_is_a_plain_weights_only_state_dict(saved):

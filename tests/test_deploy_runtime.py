@@ -22,9 +22,9 @@ from deploy.policy import OnnxPolicy
 from deploy.robots.base import compose_state
 from deploy.robots.mujoco import MujocoRobot, MujocoSim, SimConfig
 from envs.perturbation import Perturbation
-from policies.spec import load_spec
+from simrl.core.spec import load_spec
 from policies.export import export
-from simrl.logs import read_log
+from simrl.core.logs import read_log
 from test_export import trained_like_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_killed_robot_process_gives_a_safe_stop(hopper_ckpt, tmp_path):
 
 
 def test_runtime_runs_without_torch(hopper_ckpt, tmp_path):
-    """The API and ``python -m deploy`` with every import of torch failing."""
+    """The API and ``simrl deploy`` with every import of torch failing."""
     script = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # any import of torch now fails
@@ -147,7 +147,7 @@ def test_runtime_runs_without_torch(hopper_ckpt, tmp_path):
         report = deploy.run({hopper_ckpt!r}, "mujoco", 1.0, {str(tmp_path / 'api.mcap')!r},
                             config=deploy.RuntimeConfig(realtime=False, end_on_termination=False))
         print("steps", report.steps, report.policy_steps)
-        from deploy.__main__ import main
+        from simrl.cli import main
         sys.exit(main(["deploy", "--checkpoint", {hopper_ckpt!r}, "--lockstep", "--duration", "0.4",
                        "--log", {str(tmp_path / 'cli.mcap')!r}, "--no-end-on-termination"]))
     """)

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 import envs
 from deploy.robots.base import DAMP, RUN
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
-from envs.robot_state import RobotState, yaw_quat
+from simrl.core.robot_state import RobotState, yaw_quat
 
 NU = 12
 

@@ -22,7 +22,7 @@ from deploy.robots.udp import (COMMAND, HEADER, STATE, Faults, FaultySocket, Lin
                                UdpRobot, decode, decode_command, decode_state, encode,
                                encode_command, encode_state)
 from policies.export import export
-from simrl.logs import read_log
+from simrl.core.logs import read_log
 from test_export import trained_like_checkpoint
 
 

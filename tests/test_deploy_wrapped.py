@@ -19,8 +19,8 @@ from envs.batched import BatchedEnv
 from policies.base import make_scripted
 from policies.export import export
 from policies.networks import NetworkConfig, Policy
-from policies.spec import load_spec
-from simrl.logs import read_log
+from simrl.core.spec import load_spec
+from simrl.core.logs import read_log
 from simrl.robust.distill import HistoryEnv, PrivilegedEnv
 from simrl.robust.residual import ResidualEnv, ResidualTask, make_base
 

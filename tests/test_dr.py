@@ -115,7 +115,7 @@ def test_moments_sampling_and_serialization():
     assert ((x >= d.low) & (x <= d.high)).all()
     np.testing.assert_allclose(x.mean(0), d.mean(), rtol=5e-3)
     np.testing.assert_allclose(x.std(0), d.std(), rtol=1e-2)
-    from envs.randomization import distribution_from_dict
+    from envs.distributions import distribution_from_dict
     back = distribution_from_dict(d.to_dict())
     assert isinstance(back, BetaDistribution) and back.to_dict() == d.to_dict()
 

@@ -179,7 +179,7 @@ def test_disagreement_is_higher_off_distribution(model, data):
 
 
 def test_real_logs_become_transitions_with_recomputed_rewards(tmp_path):
-    from simrl.logs import LogMeta, LogWriter
+    from simrl.core.logs import LogMeta, LogWriter
 
     env = envs.make("hopper", 1, seed=0)
     task = env.task

@@ -13,7 +13,8 @@ import torch
 
 import envs
 from envs.assets import AssetError, asset_path
-from envs.randomization import ParameterSpace, RandomizationError, Uniform, make_ranges
+from envs.randomization import ParameterSpace, make_ranges
+from envs.distributions import RandomizationError, Uniform
 
 
 def rollout(env, actions):

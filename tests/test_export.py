@@ -12,8 +12,9 @@ import torch
 
 import envs
 import policies
-from deploy.policy import META_ACT, META_OBS, META_SHA, ONNX_FILE, OnnxPolicy
-from policies.spec import file_sha256, load_spec
+from deploy.policy import OnnxPolicy
+from simrl.core.onnx_contract import META_ACT, META_OBS, META_SHA, ONNX_FILE
+from simrl.core.spec import file_sha256, load_spec
 from policies.checkpoint import save
 from policies.export import ExportParityError, TORCHSCRIPT_FILE, export, parity_observations
 from policies.networks import NetworkConfig, Policy

@@ -10,16 +10,30 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs.gym import GYM_IDS, SimrlEnv
+import envs
+from envs.gym import SimrlEnv
 
 
-@pytest.mark.parametrize("task", list(GYM_IDS))
+@pytest.mark.parametrize("task", envs.task_names())
 def test_env_checkers_pass(task):
     env = SimrlEnv(task, dr="uniform")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Box observation space (minimum|maximum).*")
         check_env(env, skip_render_check=True)
         sb3_check_env(env)
+
+
+def test_import_envs_registers_every_task_id():
+    """``import envs`` alone registers the ids (no ``import envs.gym``), in a fresh process."""
+    import subprocess
+    import sys
+    code = ("import envs, gymnasium; "
+            "print(sorted(t.gym_id for t in envs.TASKS.values() if t.gym_id in gymnasium.registry))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sorted(["simrl/Go1Velocity-v0", "simrl/PandaPush-v0",
+                                             "simrl/Hopper-v0", "simrl/HalfCheetah-v0",
+                                             "simrl/Walker2d-v0"]))
 
 
 def test_registered_and_seeded():

@@ -1,4 +1,4 @@
-"""Tests for simrl.logs: the MCAP real-log writer and reader."""
+"""Tests for simrl.core.logs: the MCAP real-log writer and reader."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
-from simrl.logs import (LogError, LogMeta, LogWriter, TruncatedLogWarning, check_compatible,
+from simrl.core.logs import (LogError, LogMeta, LogWriter, TruncatedLogWarning, check_compatible,
                         read_log, read_logs)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_killed_writer_without_close(tmp_path):
     path = tmp_path / "killed.mcap"
     script = textwrap.dedent(f"""
         import os, numpy as np
-        from simrl.logs import LogMeta, LogWriter
+        from simrl.core.logs import LogMeta, LogWriter
         meta = LogMeta("go1", "flat_walk", 0.02, {OBS!r}, {ACT!r}, "p", "robot")
         w = LogWriter({str(path)!r}, meta, chunk_size=4096)
         for i in range(300):

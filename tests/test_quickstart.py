@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from simrl.cli import main
-from simrl.logs import read_log
+from simrl.core.logs import read_log
 
 
 def test_quickstart_runs_the_whole_loop(tmp_path, capsys):

@@ -12,7 +12,7 @@ import envs
 import policies
 from policies.networks import NetworkConfig, Policy
 from simrl.cli import main
-from simrl.logs import LogError, LogMeta, LogWriter, TruncatedLogWarning, read_log, read_logs
+from simrl.core.logs import LogError, LogMeta, LogWriter, TruncatedLogWarning, read_log, read_logs
 from simrl.validate.data import load_real_data
 from simrl.validate.features import policy_features
 from simrl.validate.ood import OODConfig

@@ -15,7 +15,7 @@ from typing import Iterable, Protocol, runtime_checkable
 import numpy as np
 
 from envs.perturbation import MOTOR_FIELDS
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 RUN, DAMP = 0, 1  # command modes
 _RECORD_FIELDS = {f.name for f in fields(RobotState)} - {"extras", "command", "last_action"}

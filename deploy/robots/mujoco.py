@@ -33,8 +33,8 @@ from deploy.robots.base import DAMP, Command, LinkStats, RobotLost, StateSample,
 from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Link, ProtocolError,
                                decode_command, encode_state)
 from deploy.safety import Actuators
-from deploy.spec import build_task
 from envs.perturbation import Perturbation
+from envs.tasks import task_from_spec
 from envs.tasks import make_config
 
 
@@ -65,7 +65,7 @@ class MujocoSim:
 
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
-        self.task = build_task({"task": cfg.task, "task_config": cfg.task_config}, cfg.model)
+        self.task = task_from_spec({"task": cfg.task, "task_config": cfg.task_config}, cfg.model)
         pert = Perturbation.from_dict(cfg.perturbation)
         self.model = pert.apply(self.task.model)
         self.data = mujoco.MjData(self.model)

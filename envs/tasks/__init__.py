@@ -1,33 +1,26 @@
-"""Robot tasks: one module per task, each a config dataclass plus a ``Task`` subclass."""
+"""Robot tasks: one module per task, each a config dataclass plus a ``Task`` subclass that
+registers itself with :func:`register_task`. Every module of this package is imported on the
+first lookup, so a new task is one new module here (or anywhere, registered the same way)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+from typing import Any, Mapping
 
-from envs.tasks.base import ResetState, Task, TaskConfig
-from envs.tasks.classic import (HalfCheetah, HalfCheetahConfig, Hopper, HopperConfig, Walker2d,
-                                Walker2dConfig)
-from envs.tasks.go1_velocity import Go1Velocity, Go1VelocityConfig
-from envs.tasks.panda_push import PandaPush, PandaPushConfig
-
-TASKS: dict[str, tuple[type[Task], type[TaskConfig]]] = {
-    "go1-velocity": (Go1Velocity, Go1VelocityConfig),
-    "panda-push": (PandaPush, PandaPushConfig),
-    "hopper": (Hopper, HopperConfig),
-    "halfcheetah": (HalfCheetah, HalfCheetahConfig),
-    "walker2d": (Walker2d, Walker2dConfig),
-}
+from envs.tasks.base import TASKS, ResetState, Task, TaskConfig, register_task
+from simrl.core.config import from_dict
+from simrl.core.spec import CheckpointError
 
 
 def task_names() -> list[str]:
-    return list(TASKS)
+    return TASKS.names()
 
 
 def make_config(name: str, **overrides) -> TaskConfig:
     """The task's default config with ``overrides`` applied (unknown fields are an error)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    cls = TASKS[name][1]
+    cls = TASKS.get(name).config_class
     known = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - known)
     if bad:
@@ -37,13 +30,38 @@ def make_config(name: str, **overrides) -> TaskConfig:
 
 def make_task(name: str, config: TaskConfig | None = None, **overrides) -> Task:
     """Builds a task from its name, with an optional full config or field overrides."""
+    cls = TASKS.get(name)
     if config is None:
         config = make_config(name, **overrides)
     elif overrides:
         config = dataclasses.replace(config, **overrides)
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[name][0](config)
+    return cls(config)
 
 
-__all__ = ["TASKS", "Task", "TaskConfig", "ResetState", "make_task", "make_config", "task_names"]
+def config_from_spec(spec: Mapping[str, Any]) -> TaskConfig:
+    """The task config a checkpoint spec was trained with (for evaluating under the same task)."""
+    try:
+        return from_dict(make_config(spec["task"]), spec.get("task_config", {}),
+                         f"{spec['task']} config")
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint spec: {exc}") from None
+
+
+def task_from_spec(spec: Mapping[str, Any], model: str | None = None) -> Task:
+    """The task a checkpoint was trained on, with its saved config; ``model`` replaces the robot
+    model (an MJCF path) when given. Compiling a robot model takes seconds and a task's
+    functions and model are not changed by their users, so one instance per (task, config,
+    model) is shared in a process."""
+    return _cached_task(spec["task"], json.dumps(spec.get("task_config", {}), sort_keys=True), model)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task(name: str, config_json: str, model: str | None) -> Task:
+    config = config_from_spec({"task": name, "task_config": json.loads(config_json)})
+    if model is not None:
+        config.model = model
+    return make_task(name, config=config)
+
+
+__all__ = ["TASKS", "Task", "TaskConfig", "ResetState", "register_task", "make_task",
+           "make_config", "task_names", "config_from_spec", "task_from_spec"]

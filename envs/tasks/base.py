@@ -1,19 +1,22 @@
 """What every task provides. A task is a config dataclass (the knobs) plus a ``Task`` subclass
 (the functions), all vectorized over a leading batch dimension of worlds.
 
-Observations are computed only from the :class:`~envs.robot_state.RobotState` record, never
+Observations are computed only from the :class:`~simrl.core.robot_state.RobotState` record, never
 from MjData, so the robot runtime can call the same ``observation`` on hardware readings.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
 
 from envs.assets import load_model
-from envs.robot_state import RobotState
+from simrl.core.registry import Registry
+from simrl.core.robot_state import RobotState
 
 
 @dataclass
@@ -42,10 +45,18 @@ class ResetState:
 
 
 class Task:
-    """Base class of robot tasks. ``name`` is the registry key."""
+    """Base class of robot tasks. ``name`` is the registry key; :func:`register_task` adds a
+    subclass to :data:`TASKS` (and its Gymnasium id)."""
 
-    name = ""
-    root_body: str | None = None         # body that pushes and disturbances act on
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[TaskConfig]] = TaskConfig
+    root_body: ClassVar[str | None] = None  # body that pushes and disturbances act on
+    gym_id: ClassVar[str] = ""              # default: simrl/<CamelName>-v0
+    # Randomization the validator scores checkpoints under (families and ranges beyond the
+    # training defaults). Empty: the default ranges widened by half their width each side.
+    heldout_randomization: ClassVar[dict[str, tuple[float, float]]] = {}
+    # Run-config overrides (dotted keys, e.g. "ppo.learning_rate") applied before the user's.
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: TaskConfig):
         if config.control_dt <= 0:
@@ -73,6 +84,24 @@ class Task:
 
     def check_model(self, model: mujoco.MjModel) -> None:
         """Raises ValueError if a (user) model lacks what the task needs."""
+
+    @classmethod
+    def command_overrides(cls, command: tuple[float, ...]) -> dict[str, Any]:
+        """Config overrides that hold the task's command at ``command`` (push tests). Default:
+        the task has no command."""
+        return {}
+
+    def heldout(self) -> dict[str, tuple[float, float]]:
+        """:attr:`heldout_randomization`, or the default ranges widened by half their width on
+        each side (scales kept positive)."""
+        if self.heldout_randomization:
+            return dict(self.heldout_randomization)
+        out = {}
+        for name, values in self.cfg.randomization.items():
+            low, high = float(values[0]), float(values[1])
+            pad = 0.5 * (high - low)
+            out[name] = (low - pad if low < 0 else max(low - pad, 0.5 * low), high + pad)
+        return out
 
     # -- names ------------------------------------------------------------------------------
     @property
@@ -122,3 +151,21 @@ class Task:
         if self.cfg.success_return is None:
             raise ValueError(f"{self.name}: no success criterion configured (success_return)")
         return ep_return >= self.cfg.success_return
+
+
+TASKS: Registry[type[Task]] = Registry("task", "envs.tasks")
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: registers the task under ``cls.name`` and its Gymnasium id
+    (``gymnasium.make(cls.gym_id)``)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__}: a task needs a name")
+    if not cls.gym_id:
+        cls.gym_id = "simrl/" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[-_]", cls.name)) + "-v0"
+    TASKS.register(cls.name, cls)
+    import gymnasium
+    if cls.gym_id not in gymnasium.registry:
+        gymnasium.register(id=cls.gym_id, entry_point="envs.gym:SimrlEnv",
+                           kwargs={"task": cls.name}, disable_env_checker=True)
+    return cls

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from envs.robot_state import RobotState
-from envs.tasks.base import ResetState, Task, TaskConfig
+from simrl.core.robot_state import RobotState
+from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
 INF = float("inf")
 
@@ -140,16 +140,34 @@ class PlanarLocomotion(Task):
         return reward, terminated, {"x_velocity": x_velocity}
 
 
+# Held-out randomization: wider mass and friction ranges than the defaults (0.5-1.5) plus
+# families the defaults leave out (joint damping, motor strength).
+_WIDE = (0.3, 1.8)
+_PLANAR = {"friction": _WIDE, "damping": (0.5, 2.0), "gain": (0.75, 1.25)}
+
+
+@register_task
 class Hopper(PlanarLocomotion):
     name = "hopper"
+    config_class = HopperConfig
     root_body = "torso"
+    gym_id = "simrl/Hopper-v0"
+    heldout_randomization = {**{f"mass:{b}": _WIDE for b in ("torso", "thigh", "leg", "foot")}, **_PLANAR}
 
 
+@register_task
 class Walker2d(PlanarLocomotion):
     name = "walker2d"
+    config_class = Walker2dConfig
     root_body = "torso"
+    gym_id = "simrl/Walker2d-v0"
+    heldout_randomization = {**{f"mass:{b}": _WIDE for b in ("torso", "thigh", "leg", "foot")}, **_PLANAR}
 
 
+@register_task
 class HalfCheetah(PlanarLocomotion):
     name = "halfcheetah"
+    config_class = HalfCheetahConfig
     root_body = "torso"
+    gym_id = "simrl/HalfCheetah-v0"
+    heldout_randomization = {**{f"mass:{b}": _WIDE for b in ("torso", "bthigh", "fthigh")}, **_PLANAR}

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from envs.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
-from envs.tasks.base import ResetState, Task, TaskConfig
+from simrl.core.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
+from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
 LEGS = ("FR", "FL", "RR", "RL")
 JOINTS = tuple(f"{leg}_{j}_joint" for leg in LEGS for j in ("hip", "thigh", "calf"))
@@ -55,9 +55,29 @@ class Go1VelocityConfig(TaskConfig):
         "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0)})
 
 
+@register_task
 class Go1Velocity(Task):
     name = "go1-velocity"
+    config_class = Go1VelocityConfig
     root_body = "trunk"
+    gym_id = "simrl/Go1Velocity-v0"
+    heldout_randomization = {"mass:trunk": (0.7, 1.5), "friction:floor": (0.3, 2.0), "kp": (0.7, 1.3),
+                             "damping": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 1),
+                             "obs_noise": (0.0, 1.5)}
+    # rsl_rl's legged-robot settings, with fewer worlds and a smaller MLP: a CPU simulator and
+    # one torch thread (512-256-128 makes the update 3x slower than the collection on 2 cores).
+    # Initial action std 0.37, not 1: the task's per-step penalties (action rate, torques) under
+    # std-1 noise outweigh its tracking reward, and the policy first learns to fall early.
+    train_defaults = {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
+                      "ppo.entropy_coef": 0.01, "network.activation": "elu",
+                      "network.init_log_std": -1.0, "network.actor_hidden": (128, 128, 128),
+                      "network.critic_hidden": (128, 128, 128)}
+
+    @classmethod
+    def command_overrides(cls, command: tuple[float, ...]) -> dict:
+        vx, vy, wz = command
+        return {"command_vx": (vx, vx), "command_vy": (vy, vy), "command_yaw_rate": (wz, wz),
+                "zero_command_prob": 0.0}
 
     def __init__(self, config: Go1VelocityConfig):
         super().__init__(config)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from envs.robot_state import RobotState
-from envs.tasks.base import ResetState, Task, TaskConfig
+from simrl.core.robot_state import RobotState
+from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 
@@ -41,9 +41,14 @@ class PandaPushConfig(TaskConfig):
         "damping": (0.5, 2.0), "obs_noise": (0.0, 1.0)})
 
 
+@register_task
 class PandaPush(Task):
     name = "panda-push"
+    config_class = PandaPushConfig
     root_body = None
+    gym_id = "simrl/PandaPush-v0"
+    heldout_randomization = {"mass:box": (0.3, 3.0), "friction": (0.4, 1.6), "kp": (0.7, 1.3),
+                             "damping": (0.3, 3.0), "latency": (0, 1), "obs_noise": (0.0, 1.5)}
 
     def __init__(self, config: PandaPushConfig):
         super().__init__(config)

@@ -59,7 +59,7 @@ def measure_inference(checkpoint: Path, calls: int, rounds: int) -> dict:
 
     import policies
     from deploy.policy import OnnxPolicy
-    from policies.spec import load_spec
+    from simrl.core.spec import load_spec
     spec = load_spec(checkpoint)
     onnx_policy = OnnxPolicy(checkpoint, spec)
     module = policies.load(checkpoint).module
@@ -89,7 +89,7 @@ def measure_loop(checkpoint: Path, duration: float, rt_priority: int | None, log
     import deploy
     from deploy.robots.mujoco import SimConfig
     from deploy.robots.udp import ServerProcess
-    from policies.spec import load_spec
+    from simrl.core.spec import load_spec
     spec = load_spec(checkpoint)
     # a starved robot server on a shared machine must not end the measurement: 1 s watchdog
     safety = deploy.SafetyConfig(stale_periods=int(round(1.0 / spec["control_dt"])))

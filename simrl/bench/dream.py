@@ -159,7 +159,7 @@ def _plot(r: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simrl.config import to_jsonable
+    from simrl.core.config import to_jsonable
 
     r = measure(args)
     print(_table(r))

@@ -95,7 +95,8 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from simrl.config import apply_overrides, overrides_from_args
+    from simrl.config import overrides_from_args
+    from simrl.core.config import apply_overrides
     from simrl.dream.data import load_data
     from simrl.dream.fit import FitConfig, fit
     from simrl.dream.model import WorldModelConfig
@@ -114,7 +115,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from simrl.config import apply_overrides, overrides_from_args
+    from simrl.config import overrides_from_args
+    from simrl.core.config import apply_overrides
     from simrl.dream.env import DreamConfig
     from simrl.dream.train import train_in_dream
 
@@ -131,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from simrl.config import to_jsonable
+    from simrl.core.config import to_jsonable
     from simrl.dream.evaluate import real_return
     from simrl.evaluate import format_summary
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 
 ARRAYS = ("obs", "action", "next_obs", "reward", "terminated", "episode", "step")
 
@@ -204,7 +204,7 @@ def _robot_states(state: dict[str, np.ndarray]) -> RobotState | None:
 
 def from_logs(paths: str | os.PathLike | Iterable[str | os.PathLike], task: str | None = None
               ) -> Transitions:
-    """Transitions of real logs (:mod:`simrl.logs`): the state is the logged observation; the
+    """Transitions of real logs (:mod:`simrl.core.logs`): the state is the logged observation; the
     action of step t leads to the observation of step t + 1.
 
     Reward and termination are recomputed with the task's functions from the logged
@@ -214,7 +214,7 @@ def from_logs(paths: str | os.PathLike | Iterable[str | os.PathLike], task: str 
     action row. A log with neither is an error.
     """
     import envs
-    from simrl.logs import LogError, check_compatible, read_logs
+    from simrl.core.logs import LogError, check_compatible, read_logs
 
     logs = read_logs(paths)
     name = task or logs[0].meta.task

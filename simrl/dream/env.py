@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from envs.batched import EpisodeBatch
-from envs.robot_state import RobotState
+from simrl.core.robot_state import RobotState
 from envs.tasks import Task, make_task
 from envs.tasks.classic import PlanarLocomotion
 from envs.wrappers import Step, VecEnv, step_to_numpy, to_numpy

@@ -48,12 +48,12 @@ def real_return(checkpoint: str, task: str | None = None, episodes: int = 10, se
     """The checkpoint's return in the real (MuJoCo) task: ``simrl eval``'s episodes and summary."""
     import policies
     from envs.tasks import make_task
-    from policies.checkpoint import task_config
+    from envs.tasks import config_from_spec
     from simrl.evaluate import run_episodes, summarize
 
     policy = policies.load(checkpoint, task=task)
     spec = policy.spec
-    episodes_out = run_episodes(policy, make_task(spec["task"], config=task_config(spec)), episodes,
+    episodes_out = run_episodes(policy, make_task(spec["task"], config=config_from_spec(spec)), episodes,
                                 dr=dr, seed=seed)
     return {"checkpoint": str(checkpoint), "task": spec["task"], "dr": str(dr), "seed": seed,
             "dream": spec.get("training", {}).get("dream"), **summarize(episodes_out)}

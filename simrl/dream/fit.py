@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from simrl.core.progress import progress as make_progress
 from simrl.dream.data import Transitions
 from simrl.dream.masks import DropoutMasks, make_generator
 from simrl.dream.model import WorldModel, WorldModelConfig
@@ -77,8 +78,6 @@ def evaluate_loss(model: WorldModel, data: dict[str, torch.Tensor], batch_size: 
 def fit(data: Transitions, model_cfg: WorldModelConfig | None = None, cfg: FitConfig | None = None,
         progress: bool = False) -> WorldModel:
     """A world model fitted to ``data``; ``model.fit_stats`` records the loss curves."""
-    from tqdm import tqdm
-
     cfg = cfg or FitConfig()
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -94,8 +93,9 @@ def fit(data: Transitions, model_cfg: WorldModelConfig | None = None, cfg: FitCo
     history = {"train": [], "val": [], "val_initial": evaluate_loss(model, va).tolist()}
     best, best_loss, since_best = copy.deepcopy(model.state_dict()), float("inf"), 0
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc="fit world model", disable=not progress, dynamic_ncols=True)
-    for _ in bar:
+    bar = make_progress(cfg.epochs, "fit world model", unit="epoch", disable=not progress)
+    for _ in range(cfg.epochs):
+        bar.update(1)
         model.train()
         perm = torch.randperm(n, device=device, generator=generator)
         total = torch.zeros(3, device=device)

@@ -291,7 +291,7 @@ def resolve_distill_dr(text: str, teacher_spec: dict[str, Any]) -> Any:
         return resolve_dr(text)
     if teacher_spec.get("dr") is None:
         return "none"
-    from envs.randomization import distribution_from_dict
+    from envs.distributions import distribution_from_dict
     return distribution_from_dict(teacher_spec["dr"])
 
 
@@ -312,8 +312,8 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig,
     teacher/student comparison in ``out/distill.json``. ``progress(k, stats)`` after each iteration."""
     import policies
     from envs.tasks import make_task
-    from policies.checkpoint import task_config
-    from simrl.config import to_jsonable
+    from envs.tasks import config_from_spec
+    from simrl.core.config import to_jsonable
     from simrl.train import resolve_device, set_threads
     from torch.utils.tensorboard import SummaryWriter
 
@@ -328,7 +328,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig,
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(teacher_path, device)
     spec = teacher.spec
-    task = make_task(spec["task"], config=task_config(spec))
+    task = make_task(spec["task"], config=config_from_spec(spec))
     dr = resolve_distill_dr(cfg.dr, spec)
     dagger = DAgger(teacher, task, dr, cfg, device)
     writer = SummaryWriter(str(out / "tb"))

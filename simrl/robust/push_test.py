@@ -47,16 +47,13 @@ def push_test(policy: Callable[[np.ndarray], np.ndarray], task_name: str, cfg: P
               **task_overrides: Any) -> PushTestResult:
     """Runs the push test of one policy (numpy observations in, actions out)."""
     from envs.batched import BatchedEnv
-    from envs.tasks import make_task
+    from envs.tasks import TASKS, make_task
 
     if cfg.directions < 1 or cfg.repeats < 1:
         raise ValueError(f"push test needs >= 1 direction and repeat, got {cfg.directions} and {cfg.repeats}")
     steps = lambda seconds, dt: int(round(seconds / dt))  # noqa: E731
     overrides = dict(task_overrides)
-    if task_name == "go1-velocity":
-        vx, vy, wz = cfg.command
-        overrides.update(command_vx=(vx, vx), command_vy=(vy, vy), command_yaw_rate=(wz, wz),
-                         zero_command_prob=0.0)
+    overrides.update(TASKS.get(task_name).command_overrides(tuple(cfg.command)))
     task = make_task(task_name, **overrides)
     dt = task.cfg.control_dt
     settle, push, recover = steps(cfg.settle_s, dt), steps(cfg.push_s, dt), steps(cfg.recover_s, dt)

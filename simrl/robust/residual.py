@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.robot_state import RobotState
 from envs.wrappers import Step, TaskView, Wrapper, to_numpy
 from policies.base import SCRIPTED
 from policies.io import BaseController, Residual, scripted_base
+from simrl.core.robot_state import RobotState
 
 
 @dataclass

@@ -29,10 +29,10 @@ from simrl.validate.ranking import RankConfig, Ranking, match_truth, rank_checkp
 from simrl.validate.record import record
 from simrl.validate.report import write_report
 from simrl.validate.score import VSDRConfig, combine
-from simrl.validate.simeval import HELDOUT, SimEvalConfig, sim_score
+from simrl.validate.simeval import SimEvalConfig, sim_score
 
 __all__ = ["GMM", "KNN", "Mahalanobis", "WorldModelDisagreement", "DisagreementModel", "kmeans",
            "ledoit_wolf",
            "spearman", "kendall", "regret_at_1", "top_k_hits", "ranking_metrics", "OODConfig", "ood_scores",
            "reference_rollouts", "RankConfig", "Ranking", "rank_checkpoints", "match_truth", "record",
-           "write_report", "VSDRConfig", "combine", "HELDOUT", "SimEvalConfig", "sim_score"]
+           "write_report", "VSDRConfig", "combine", "SimEvalConfig", "sim_score"]

@@ -16,7 +16,8 @@ import json
 import math
 from pathlib import Path
 
-from simrl.config import add_arguments, apply_overrides
+from simrl.config import add_arguments
+from simrl.core.config import apply_overrides
 from simrl.validate.detectors import DisagreementModel
 from simrl.validate.ood import OODConfig
 from simrl.validate.ranking import RankConfig, match_truth, rank_checkpoints

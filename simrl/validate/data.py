@@ -1,5 +1,5 @@
 """The held-out real data a ranking scores every checkpoint on: real logs read with
-:mod:`simrl.logs`, checked against the checkpoints, and stacked into step arrays."""
+:mod:`simrl.core.logs`, checked against the checkpoints, and stacked into step arrays."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from simrl.logs import LogError, check_compatible, read_logs
+from simrl.core.logs import LogError, check_compatible, read_logs
 
 
 @dataclass

@@ -82,7 +82,7 @@ class DetectorScores:
 
 def training_distribution(spec: dict[str, Any]) -> Any:
     """The DR distribution a checkpoint was trained under ("none" when it has none)."""
-    from envs.randomization import distribution_from_dict
+    from envs.distributions import distribution_from_dict
     return "none" if spec.get("dr") is None else distribution_from_dict(spec["dr"])
 
 
@@ -90,11 +90,11 @@ def reference_rollouts(policy: Any, cfg: OODConfig) -> Reference:
     """Deterministic rollouts of ``policy`` (a :class:`policies.LoadedPolicy`) under its
     training randomization, split by world into fit and held-out steps."""
     import envs
-    from policies.checkpoint import task_config
+    from envs.tasks import config_from_spec
 
     spec = policy.spec
     with envs.make(spec["task"], cfg.reference_envs, dr=training_distribution(spec), seed=cfg.seed,
-                   config=task_config(spec)) as env:
+                   config=config_from_spec(spec)) as env:
         ro = collect(env, policy, cfg.reference_steps, seed=cfg.seed)
     n_hold = max(1, int(round(cfg.holdout_fraction * cfg.reference_envs)))
     if n_hold >= cfg.reference_envs:

@@ -1,4 +1,4 @@
-"""Records rollouts of any batched env and policy as real logs (``simrl.logs`` MCAP files):
+"""Records rollouts of any batched env and policy as real logs (``simrl.core.logs`` MCAP files):
 simulated data for tests, reference sets and the sim-to-sim benchmark until ``deploy``'s
 recorder writes logs from the robot (or from its MuJoCo reality proxy).
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from simrl.logs import LogMeta, LogWriter
+from simrl.core.logs import LogMeta, LogWriter
 from simrl.validate.rollout import PolicyFn, Rollout, collect
 
 

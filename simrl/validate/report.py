@@ -25,7 +25,7 @@ def _num(x: float) -> float | None:
 
 def to_json(ranking: Ranking, cfg: RankConfig, metrics: dict[str, dict[str, float]] | None = None) -> dict:
     """The content of ``ranking.json``."""
-    from simrl.config import to_jsonable
+    from simrl.core.config import to_jsonable
 
     rows = []
     for i, (path, name) in enumerate(zip(ranking.checkpoints, ranking.names)):

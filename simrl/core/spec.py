@@ -1,9 +1,9 @@
-"""Reading a checkpoint's ``spec.json`` without torch (the robot computer reads it this way).
+"""The checkpoint spec, read without torch (the robot computer reads it this way).
 
 A checkpoint is a directory with ``policy.pt`` (torch weights, read by
 :mod:`policies.checkpoint`) and ``spec.json`` (everything else: task, observation and action
-names, normalizer, network, DR, training record). This module only reads and checks the spec,
-rebuilds the task config it names, and names the weights by their hash.
+names, normalizer, network, DR, training record). This module reads and checks the spec and
+names the weights by their hash; :func:`envs.tasks.task_from_spec` rebuilds the task it names.
 """
 
 from __future__ import annotations
@@ -55,17 +55,6 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
     return spec
 
 
-def task_config(spec: Mapping[str, Any]) -> Any:
-    """The task config the checkpoint was trained with (for evaluating under the same task)."""
-    from envs.tasks import make_config
-    from simrl.config import from_dict
-    try:
-        return from_dict(make_config(spec["task"]), spec.get("task_config", {}),
-                         f"{spec['task']} config")
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint spec: {exc}") from None
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -82,4 +71,4 @@ def policy_id(checkpoint: str | os.PathLike) -> str:
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "POLICY_FILE", "SPEC_FILE", "CheckpointError", "load_spec",
-           "task_config", "file_sha256", "policy_id"]
+           "file_sha256", "policy_id"]
