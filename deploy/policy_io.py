@@ -1,16 +1,15 @@
 """What the network takes and gives on the robot, for every kind of checkpoint.
 
 A plain checkpoint maps the task observation to the task action. Two kinds train inside an env
-wrapper, and the runtime rebuilds that wrapper here, without torch:
+wrapper, and the runtime runs that wrapper's transforms here, the same numpy code
+(:mod:`policies.io`) the training wrappers run, with one world:
 
 * **history students** (``simrl distill``, ``spec["history"]``): the network sees the last ``H``
-  task observations, oldest first, zeros before the run starts, exactly like
-  :class:`simrl.robust.distill.HistoryEnv` at an episode start;
+  task observations, oldest first, zeros before the run starts (:class:`policies.io.History`);
 * **residual policies** (``simrl train --residual``, ``spec["residual"]``): the network sees the
-  task observation plus the frozen base's action and outputs a correction;
-  ``action = clip(base + scale * clip(residual, -1, 1), -1, 1)`` as in
-  :class:`simrl.robust.residual.ResidualEnv`. On the robot the base must be a scripted
-  controller from :mod:`policies.base` (a checkpoint base would need a second exported network).
+  task observation plus the frozen base's action and outputs a correction
+  (:class:`policies.io.Residual`). On the robot the base must be a scripted controller from
+  :mod:`policies.base` (a checkpoint base would need a second exported network).
 
 Privileged teachers are refused: they read DR parameters and the true base velocity, which no
 robot reports; deploy their distilled student instead.
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from policies.base import SCRIPTED
+from policies.io import History, Residual, scripted_base
 from simrl.core.robot_state import RobotState
 
 
@@ -37,40 +38,34 @@ class PolicyIO:
         history, residual = spec.get("history"), spec.get("residual")
         if history and residual:
             raise ValueError("checkpoint has both a history and a residual base; not supported")
-        self.obs_size = task.observation_size
-        self.length = 1
+        length = 1
         if history:
             if list(history["names"]) != list(task.observation_names):
                 raise ValueError(f"the student's history holds observations of another layout "
                                  f"than task {task.name}'s")
-            self.length = int(history["length"])
-        self._history = np.zeros((self.length, self.obs_size))
-        self.base, self.scale = None, 1.0
+            length = int(history["length"])
+        self.history = History(1, length, task.observation_size)
+        self.residual: Residual | None = None
         if residual:
-            from policies.base import SCRIPTED, make_scripted
-            if residual["base"] not in SCRIPTED.get(task.name, ()):
+            scripted = SCRIPTED.get(task.name, ())
+            if residual["base"] not in scripted:
                 raise ValueError(f"residual base {residual['base']!r} is not a scripted controller "
-                                 f"of task {task.name} ({', '.join(SCRIPTED.get(task.name, ())) or 'none'});"
+                                 f"of task {task.name} ({', '.join(scripted) or 'none'});"
                                  " the runtime runs residuals on scripted bases only")
-            self.base, self.scale = make_scripted(residual["base"], task), float(residual["scale"])
-        self._base_action: np.ndarray | None = None
-        self.input_size = self.length * self.obs_size + (task.action_size if self.base else 0)
+            self.residual = Residual(scripted_base(residual["base"], task), float(residual["scale"]))
+        self.input_size = length * task.observation_size + (task.action_size if self.residual else 0)
 
     def observe(self, obs: np.ndarray) -> None:
         """Adds this step's task observation (obs_size,) to the history."""
-        self._history[:-1] = self._history[1:]
-        self._history[-1] = obs
+        self.history.step(obs[None])
 
     def network_input(self, rs: RobotState) -> np.ndarray:
         """The network's observation for this step (after :meth:`observe`)."""
-        x = self._history.reshape(-1)
-        if self.base is None:
-            return x.copy()
-        self._base_action = np.clip(np.asarray(self.base(rs), dtype=np.float64)[0], -1.0, 1.0)
-        return np.concatenate([x, self._base_action])
+        x = self.history.flat()
+        return (x if self.residual is None else self.residual.observe(x, rs))[0]
 
     def action(self, raw: np.ndarray) -> np.ndarray:
         """The task action for the network's output ``raw`` (after :meth:`network_input`)."""
-        if self.base is None:
+        if self.residual is None:
             return raw
-        return np.clip(self._base_action + self.scale * np.clip(raw, -1.0, 1.0), -1.0, 1.0)
+        return self.residual.action(raw[None])[0]

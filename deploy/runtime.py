@@ -36,8 +36,8 @@ from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
 from deploy.robots import Robot, make_robot
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
-from deploy.robots.perturbation import Perturbation
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
+from envs.perturbation import Perturbation
 from envs.tasks import task_from_spec
 from simrl.core.robot_state import RobotState
 from simrl.core.spec import load_spec, policy_id

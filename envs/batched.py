@@ -6,7 +6,8 @@ world, the control held over the task's physics substeps); observations, rewards
 noise and pushes are numpy operations over the batch. Python loops over worlds happen only at
 resets, where each resetting world gets its new parameters written into its model.
 
-Tensors in and out (``torch``, on ``device``); :meth:`BatchedEnv.step_numpy` is the numpy core.
+:meth:`BatchedEnv.step_numpy` is the numpy core; ``reset`` and ``step`` are the torch adapter
+of :class:`envs.wrappers.VecEnv` (tensors in and out, on ``device``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from envs.randomization import ParameterSpace, ParamRange, make_ranges
 from envs.distributions import Distribution, Fixed, RandomizationError, Uniform
 from simrl.core.robot_state import RobotState
 from envs.tasks import Task
+from envs.wrappers import Step, VecEnv, to_numpy
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -113,6 +115,15 @@ class _SerialPhysics:
         pass
 
 
+def reset_record(task: Task) -> tuple[RobotState, dict[str, np.ndarray]]:
+    """The robot-state record and task state of one world at a reset, without physics (zero
+    sensor data): which fields a task's record has."""
+    init = task.reset(np.random.default_rng(0), 1)
+    rs = task.robot_state(init.qpos, init.qvel, np.zeros((1, task.model.nsensordata)),
+                          init.task_state, np.zeros((1, task.action_size)))
+    return rs, init.task_state
+
+
 def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
                          ) -> tuple[list[ParamRange], Distribution]:
     """Turns ``dr`` (``"none"``, ``"uniform"``, ``{name: (low, high[, nominal])}`` or a
@@ -141,7 +152,7 @@ def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
     return ranges, dr
 
 
-class BatchedEnv:
+class BatchedEnv(VecEnv):
     """``num_envs`` randomized worlds of one task with auto-reset.
 
     ``step`` returns ``(obs, reward, terminated, truncated, info)``. ``info["episodes"]`` is an
@@ -215,14 +226,6 @@ class BatchedEnv:
 
     # -- properties --------------------------------------------------------------------------
     @property
-    def observation_size(self) -> int:
-        return self.task.observation_size
-
-    @property
-    def action_size(self) -> int:
-        return self.task.action_size
-
-    @property
     def param_names(self) -> tuple[str, ...]:
         return self.space.names
 
@@ -241,10 +244,6 @@ class BatchedEnv:
         self.distribution = dist
 
     # -- reset ---------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None):
-        """Resets every world; returns observations as a tensor."""
-        return self._to_torch(self.reset_numpy(seed))
-
     def reset_numpy(self, seed: int | None = None) -> np.ndarray:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
@@ -302,9 +301,7 @@ class BatchedEnv:
 
     # -- step ----------------------------------------------------------------------------------
     def _check_action(self, action: Any) -> np.ndarray:
-        if hasattr(action, "detach"):
-            action = action.detach().to("cpu").numpy()
-        a = np.asarray(action, dtype=np.float64)
+        a = np.asarray(to_numpy(action), dtype=np.float64)
         if a.shape != (self.num_envs, self.action_size):
             raise ValueError(f"{self.task.name}: actions must have shape "
                              f"({self.num_envs}, {self.action_size}), got {a.shape}")
@@ -314,15 +311,7 @@ class BatchedEnv:
                              f"{self.task.action_names[bad[1]]})")
         return np.clip(a, -1.0, 1.0)
 
-    def step(self, action: Any):
-        """One control step of every world; tensors in and out."""
-        obs, reward, terminated, truncated, info = self.step_numpy(action)
-        if "final_obs" in info:
-            info["final_obs"] = self._to_torch(info["final_obs"])
-        return (self._to_torch(obs), self._to_torch(reward), self._to_torch(terminated),
-                self._to_torch(truncated), info)
-
-    def step_numpy(self, action: Any):
+    def step_numpy(self, action: Any) -> Step:
         if self._rs is None:
             raise RuntimeError("call reset() before step()")
         task, n = self.task, self.num_envs
@@ -393,17 +382,5 @@ class BatchedEnv:
         start = self.model.nu + 6 * self.root_body
         self.control[:, start:start + 3] = force
 
-    def _to_torch(self, array: np.ndarray):
-        import torch
-        if array.dtype == np.bool_:
-            return torch.from_numpy(array.copy()).to(self.device)
-        return torch.from_numpy(np.asarray(array, dtype=np.float32)).to(self.device)
-
     def close(self) -> None:
         self.physics.close()
-
-    def __enter__(self) -> "BatchedEnv":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -111,7 +111,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 def run_robot_server(args: argparse.Namespace) -> int:
     from deploy.robots.mujoco import SimConfig
-    from deploy.robots.perturbation import Perturbation
+    from envs.perturbation import Perturbation
     from deploy.robots.udp import serve_udp
     from simrl.core.spec import load_spec
     spec = load_spec(args.checkpoint) if args.checkpoint else {"task": args.task, "task_config": {}}

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.perturbation import Perturbation
+
 TASK = "hopper"
 # The reality proxy: what the "real" hopper differs by (unknown to training).
-PROXY = {"params": {"mass:torso": 1.35, "mass:foot": 0.8, "friction": 0.75, "gain": 0.9},
-         "latency": 0.008, "noise": {"joint_pos": 0.005, "joint_vel": 0.05}}
+PROXY = Perturbation(params={"mass:torso": 1.35, "mass:foot": 0.8, "friction": 0.75, "gain": 0.9},
+                     latency=0.008, noise={"joint_pos": 0.005, "joint_vel": 0.05})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -133,9 +135,8 @@ def stage_ranking(finals: dict[str, Path], out: Path, seed: int) -> Path:
     from simrl.validate.metrics import spearman
 
     _section("4. Ranking: real logs from the reality proxy, VSDR")
-    perturb = out / "proxy.json"
-    perturb.write_text(json.dumps(PROXY, indent=2))
-    print(f"reality proxy: {TASK} with {json.dumps(PROXY)}")
+    perturb = PROXY.save(out / "proxy.json")
+    print(f"reality proxy: {TASK} with {json.dumps(PROXY.to_dict())}")
     pool = sorted(p.parent for p in (out / "runs").glob("*/checkpoints/step_*/spec.json")) + list(finals.values())
     for ckpt in pool:
         if not (ckpt / "policy.onnx").exists():

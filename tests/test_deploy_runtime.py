@@ -21,7 +21,7 @@ import envs
 from deploy.policy import OnnxPolicy
 from deploy.robots.base import compose_state
 from deploy.robots.mujoco import MujocoRobot, MujocoSim, SimConfig
-from deploy.robots.perturbation import Perturbation
+from envs.perturbation import Perturbation
 from simrl.core.spec import load_spec
 from policies.export import export
 from simrl.core.logs import read_log

@@ -1,6 +1,7 @@
 """Deploying checkpoints trained inside an env wrapper: a distilled history student sees on the
 robot the same stacked observations it saw in simulation, a residual runs on its scripted base
-(a zero residual reproduces the base), and a privileged teacher is refused."""
+(a zero residual reproduces the base), and a privileged teacher is refused. The runtime's
+inputs come from the training wrappers' own transforms (``policies.io``), run with one world."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from policies.networks import NetworkConfig, Policy
 from simrl.core.spec import load_spec
 from simrl.core.logs import read_log
 from simrl.robust.distill import HistoryEnv, PrivilegedEnv
-from simrl.robust.residual import ResidualTask
+from simrl.robust.residual import ResidualEnv, ResidualTask, make_base
 
 LOCKSTEP = deploy.RuntimeConfig(realtime=False, end_on_termination=False,
                                 safety=deploy.SafetyConfig(soft_start_s=0.1))
@@ -55,11 +56,17 @@ def test_student_on_the_robot_sees_the_history_it_was_trained_on(tmp_path):
         k = first + i
         np.testing.assert_allclose(x, padded[k:k + 3].reshape(-1), atol=1e-12)
     assert np.abs(inputs[0][:obs_size]).sum() > 0  # soft start left a real history behind
-    # the runtime's stacking at the first step is HistoryEnv's at an episode start
+    # the runtime's stacking is HistoryEnv's over a whole episode (one world, same transform)
     io = PolicyIO(load_spec(ckpt), task)
+    assert type(io.history) is type(env.io)
     sim_obs = env.reset_numpy(seed=0)
-    io.observe(sim_obs[0, -obs_size:])
-    np.testing.assert_allclose(io.network_input(None), sim_obs[0])
+    rng = np.random.default_rng(0)
+    for step in range(6):
+        io.observe(sim_obs[0, -obs_size:])
+        np.testing.assert_array_equal(io.network_input(None), sim_obs[0])
+        assert step < 2 or np.abs(sim_obs[0, :obs_size]).sum() > 0  # the window is full
+        sim_obs, _, terminated, truncated, _ = env.step_numpy(rng.uniform(-0.3, 0.3, (1, 12)))
+        assert not (terminated | truncated).any()
 
 
 def test_zero_residual_on_the_robot_runs_the_scripted_base(tmp_path):
@@ -96,6 +103,22 @@ def test_residual_output_is_scaled_on_top_of_the_base():
     np.testing.assert_allclose(x, np.concatenate([obs[0], base]))
     residual = np.linspace(-3.0, 3.0, env.action_size)  # clipped to [-1, 1], then scaled
     np.testing.assert_allclose(io.action(residual), np.clip(base + 0.2 * np.clip(residual, -1, 1), -1, 1))
+
+
+def test_runtime_residual_io_is_the_training_wrappers():
+    """Step by step, the runtime's residual input and action equal ResidualEnv's (one world)."""
+    task = envs.make_task("go1-velocity")
+    env = ResidualEnv(BatchedEnv(task, 1, dr="none"), make_base("trot", task), 0.2)
+    io = PolicyIO({"task": "go1-velocity", "residual": {"base": "trot", "scale": 0.2}}, task)
+    assert type(io.residual) is type(env.io)
+    obs, rng = env.reset_numpy(seed=0), np.random.default_rng(1)
+    size = task.observation_size
+    for _ in range(8):
+        io.observe(obs[0, :size])
+        np.testing.assert_array_equal(io.network_input(env.env.robot_state), obs[0])
+        residual = rng.uniform(-2, 2, (1, env.action_size))
+        np.testing.assert_array_equal(io.action(residual[0]), env.io.action(residual)[0])
+        obs = env.step_numpy(residual)[0]
 
 
 def test_unsupported_checkpoints_are_refused_with_the_reason(tmp_path):

@@ -404,7 +404,7 @@ def test_corrupt_onnx_and_missing_policy_pt(tmp_path):
 
 
 def test_perturbation_files_yaml_tags_and_bad_json(tmp_path):
-    from deploy.robots.perturbation import Perturbation
+    from envs.perturbation import Perturbation
 
     marker = tmp_path / "pwned"
     tagged = tmp_path / "p.yaml"

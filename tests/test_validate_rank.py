@@ -207,12 +207,14 @@ def test_bad_input_on_the_command_line(pool, tmp_path, capsys):
 
 
 def test_bench_reality_proxy_perturbs_physics_and_sensors():
-    from simrl.bench.rank import Proxy, proxy_env
+    """The bench's proxy is a perturbation (the file deploy reads), run as batched worlds."""
+    from simrl.bench.rank import PROXY
 
-    proxy = proxy_env("hopper", 2, seed=0)
-    clean = envs.make("hopper", 2, seed=0, dr={k: (v, v) for k, v in Proxy().params.items()})
+    proxy = PROXY.make_env("hopper", 2, seed=0)
+    dr = {k: (v, v) for k, v in PROXY.params.items()} | {"latency": (1, 1)}
+    clean = envs.make("hopper", 2, seed=0, dr=dr)
     noisy_obs, clean_obs = proxy.reset_numpy(0), clean.reset_numpy(0)
     diff = noisy_obs - clean_obs
     assert 0 < np.abs(diff[:, :5]).max() < 0.1 and np.abs(diff[:, 5:]).std() > np.abs(diff[:, :5]).std()
-    assert dict(zip(proxy.param_names, proxy.params[0])) == pytest.approx(Proxy().params)
+    assert dict(zip(proxy.param_names, proxy.params[0])) == pytest.approx({**PROXY.params, "latency": 1})
     assert proxy.step_numpy(np.zeros((2, 3)))[0].shape == (2, 11)

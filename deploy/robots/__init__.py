@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.robots.base import DAMP, RUN, Command, LinkStats, Robot, RobotLost, StateSample
-from deploy.robots.perturbation import Perturbation
+from envs.perturbation import Perturbation
 
 
 def make_robot(uri: str, spec: dict[str, Any], perturbation: Perturbation | None = None,

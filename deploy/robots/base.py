@@ -14,9 +14,9 @@ from typing import Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
+from envs.perturbation import MOTOR_FIELDS
 from simrl.core.robot_state import RobotState
 
-MOTOR_FIELDS = ("motor_pos", "motor_vel")
 RUN, DAMP = 0, 1  # command modes
 _RECORD_FIELDS = {f.name for f in fields(RobotState)} - {"extras", "command", "last_action"}
 

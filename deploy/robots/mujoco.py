@@ -1,7 +1,7 @@
 """The MuJoCo robot: the sim-to-sim reality proxy that tests and benchmarks deploy to.
 
 It simulates the checkpoint's task model (or any MJCF of the same robot) with a
-:class:`~deploy.robots.perturbation.Perturbation` written in (masses, friction, motor strength
+:class:`~envs.perturbation.Perturbation` written in (masses, friction, motor strength
 ...) plus what training never modelled: command latency, a first-order motor lag and sensor
 noise. Readings are the measured part of the task's robot-state record (built by the task's own
 ``robot_state``) plus actuator positions and velocities.
@@ -30,10 +30,10 @@ import numpy as np
 
 from deploy.clock import Rate, realtime_scheduling
 from deploy.robots.base import DAMP, Command, LinkStats, RobotLost, StateSample, measured_fields
-from deploy.robots.perturbation import Perturbation
 from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Link, ProtocolError,
                                decode_command, encode_state)
 from deploy.safety import Actuators
+from envs.perturbation import Perturbation
 from envs.tasks import task_from_spec
 from envs.tasks import make_config
 
@@ -76,11 +76,7 @@ class MujocoSim:
         self.rng = np.random.default_rng(cfg.seed)
         self._gains = self.model.actuator_gainprm.copy(), self.model.actuator_biasprm.copy()
         self.reset()
-        fields = self._readings()
-        unknown = sorted(set(self.noise) - set(fields))
-        if unknown:
-            raise ValueError(f"perturbation noise: {self.task.name} reports no fields {unknown}; "
-                             f"fields: {sorted(fields)}")
+        pert.check_noise(self.task.name, self._readings())
 
     @property
     def dt(self) -> float:

@@ -6,9 +6,10 @@ fast scoring is.
    training).
 2. **Reality proxy**: the task's robot with a fixed, held-out perturbation that no training
    distribution equals: heavier/lighter links, low friction, weak motors, one step of control
-   latency and sensor noise (:func:`proxy_env`, batched; ``deploy.run`` on its MuJoCo robot
-   with a perturbation file can replace it). Cached logs and truth are dropped when the proxy
-   or the log sizes change.
+   latency and sensor noise (:data:`PROXY`, an :class:`envs.perturbation.Perturbation` run as
+   batched worlds; ``deploy.run`` on its MuJoCo robot with the same perturbation saved to a
+   file can replace it). Cached logs and truth are dropped when the proxy or the log sizes
+   change.
 3. **Real logs**: a separately trained logging policy deployed on the proxy, recorded as MCAP
    real logs (``source=sim2sim``).
 4. **Truth**: each checkpoint's mean return over ``--truth-episodes`` episodes on the proxy.
@@ -27,11 +28,13 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from envs.perturbation import Perturbation
 
 # The pool: name -> (training randomization, steps as a multiple of --steps, seed).
 WIDE = (0.25, 2.0)
@@ -50,49 +53,13 @@ POOL: dict[str, tuple[Any, float, int]] = {
 LOGGER = ("uniform", 1.0, 100)  # the policy that records the real logs (not in the pool)
 
 
-@dataclass
-class Proxy:
-    """A fixed perturbation of the task's robot: physical parameters written into every world,
-    plus Gaussian sensor noise (std per observation element: ``noise_pos`` on ``qpos_*`` and
-    ``noise_vel`` on ``qvel_*`` names, ``noise_other`` elsewhere)."""
-
-    params: dict[str, float] = field(default_factory=lambda: {
-        "mass:torso": 1.35, "mass:thigh": 0.8, "mass:leg": 1.2, "mass:foot": 1.4,
-        "friction": 0.55, "gain": 0.8, "latency": 1})
-    noise_pos: float = 0.01
-    noise_vel: float = 0.1
-    noise_other: float = 0.01
-
-
-class NoisySensors:
-    """Wraps a batched env: observations get Gaussian noise (what the robot's sensors give)."""
-
-    def __init__(self, env: Any, std: np.ndarray, seed: int):
-        self.env, self.std, self.rng = env, std, np.random.default_rng(seed)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-    def _noisy(self, obs: np.ndarray) -> np.ndarray:
-        return obs + self.std * self.rng.standard_normal(obs.shape)
-
-    def reset_numpy(self, seed: int | None = None) -> np.ndarray:
-        return self._noisy(self.env.reset_numpy(seed))
-
-    def step_numpy(self, action: Any) -> tuple:
-        obs, *rest = self.env.step_numpy(action)
-        return (self._noisy(obs), *rest)
-
-
-def proxy_env(task: str, num_envs: int, seed: int, proxy: Proxy = Proxy()) -> NoisySensors:
-    """The sim-to-sim reality proxy as a batched env (swap for ``deploy``'s MuJoCo robot)."""
-    import envs
-
-    env = envs.make(task, num_envs, dr={k: (v, v) for k, v in proxy.params.items()}, seed=seed)
-    names = env.task.observation_names
-    std = np.array([proxy.noise_pos if n.startswith("qpos") else proxy.noise_vel if n.startswith("qvel")
-                    else proxy.noise_other for n in names])
-    return NoisySensors(env, std, seed)
+# The reality proxy (hopper and walker2d body names): heavier/lighter links, low friction, weak
+# motors, one control step (8 ms) of command latency and sensor noise; no training distribution
+# equals it. The same definition runs on deploy's MuJoCo robot (``PROXY.save(file)``, then
+# ``deploy.run(..., perturb=file)``).
+PROXY = Perturbation(params={"mass:torso": 1.35, "mass:thigh": 0.8, "mass:leg": 1.2, "mass:foot": 1.4,
+                             "friction": 0.55, "gain": 0.8},
+                     latency=0.008, noise={"joint_pos": 0.01, "joint_vel": 0.1})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,8 +136,8 @@ def record_real_logs(task: str, logger: Path, out: Path, worlds: int, steps: int
     if out.is_dir() and any(out.glob("*.mcap")):
         return out
     t = time.perf_counter()
-    paths = record(proxy_env(task, worlds, seed=1), policies.load(logger), steps, out, policy_id="logger",
-                   source="sim2sim", seed=1)
+    paths = record(PROXY.make_env(task, worlds, seed=1), policies.load(logger), steps, out,
+                   policy_id="logger", source="sim2sim", seed=1)
     print(f"recorded {len(paths)} real logs ({worlds * steps:,} steps) in {time.perf_counter() - t:.0f} s")
     return out
 
@@ -183,7 +150,7 @@ def true_returns(task: str, pool: list[Path], episodes: int, cache: Path) -> np.
     truth = json.loads(cache.read_text()) if cache.exists() else {}
     for path in pool:
         if str(path) not in truth:
-            returns, _ = first_episodes(proxy_env(task, episodes, seed=2), policies.load(path), seed=2)
+            returns, _ = first_episodes(PROXY.make_env(task, episodes, seed=2), policies.load(path), seed=2)
             truth[str(path)] = float(returns.mean())
     cache.write_text(json.dumps(truth, indent=2))
     return np.array([truth[str(p)] for p in pool])
@@ -269,7 +236,7 @@ def speed(args: argparse.Namespace, root: Path) -> dict:
 
 def check_cache(root: Path, args: argparse.Namespace) -> None:
     """Drops cached real logs and truth recorded under another proxy or log size."""
-    settings = {"task": args.task, "proxy": asdict(Proxy()), "real_worlds": args.real_worlds,
+    settings = {"task": args.task, "proxy": PROXY.to_dict(), "real_worlds": args.real_worlds,
                 "real_steps": args.real_steps, "truth_episodes": args.truth_episodes}
     file = root / "proxy.json"
     if file.exists() and json.loads(file.read_text()) != settings:

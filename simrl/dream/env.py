@@ -26,6 +26,7 @@ from envs.batched import EpisodeBatch
 from simrl.core.robot_state import RobotState
 from envs.tasks import Task, make_task
 from envs.tasks.classic import PlanarLocomotion
+from envs.wrappers import Step, VecEnv, step_to_numpy, to_numpy
 from simrl.dream.dynamics import MaskedDynamics
 from simrl.dream.masks import DropoutMasks, make_generator
 from simrl.dream.model import WorldModel
@@ -70,8 +71,9 @@ def task_termination(task: Task) -> Callable[[torch.Tensor], torch.Tensor] | Non
     return terminated
 
 
-class DreamEnv:
-    """``num_envs`` dream worlds of a :class:`WorldModel` with auto-reset."""
+class DreamEnv(VecEnv):
+    """``num_envs`` dream worlds of a :class:`WorldModel` with auto-reset. Its core is torch
+    (``reset`` / ``step``, on ``device``); ``reset_numpy`` / ``step_numpy`` adapt it to numpy."""
 
     def __init__(self, model: WorldModel, num_envs: int, device: Any = "cpu",
                  cfg: DreamConfig | None = None, seed: int = 0, masks: DropoutMasks | None = None):
@@ -83,6 +85,9 @@ class DreamEnv:
         self.task = make_task(model.task)
         if list(self.task.observation_names) != model.observation_names:
             raise ValueError(f"world model observations differ from task {model.task}'s")
+        if model.act_dim != self.task.action_size:
+            raise ValueError(f"world model takes {model.act_dim} actions, task {model.task} has "
+                             f"{self.task.action_size}")
         self.num_envs, self.seed = num_envs, seed
         self.max_episode_steps = self.cfg.max_episode_steps or self.task.cfg.max_episode_steps
         rule = task_termination(self.task) if self.cfg.termination != "model" else None
@@ -92,7 +97,6 @@ class DreamEnv:
         self.termination = "task" if rule is not None else "model"
         self._rule = rule
         self._fixed_masks = masks
-        self.distribution = None         # a dream has no domain-randomization distribution
         self._obs: torch.Tensor | None = None
         self._seed_all(seed)
 
@@ -105,18 +109,6 @@ class DreamEnv:
         self.ep_return, self.ep_length = zeros, zeros.long()
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def observation_size(self) -> int:
-        return self.model.obs_dim
-
-    @property
-    def action_size(self) -> int:
-        return self.model.act_dim
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return ()
-
     @property
     def masks(self) -> DropoutMasks | None:
         """The masks the worlds run with now (None without dropout; K masks in ``mean`` mode)."""
@@ -135,9 +127,6 @@ class DreamEnv:
         qpos = np.concatenate([np.zeros((len(obs), 1)), obs[:, :nq - 1]], axis=1)
         return self.task.robot_state(qpos, obs[:, nq - 1:], np.zeros((len(obs), 0)), {},
                                      np.zeros((len(obs), self.action_size)))
-
-    def set_distribution(self, dist: Any) -> None:
-        raise ValueError("a dream env has no domain-randomization distribution to set")
 
     # -- reset ---------------------------------------------------------------------------------
     def _starts(self, k: int) -> torch.Tensor:
@@ -158,7 +147,7 @@ class DreamEnv:
         return self._obs
 
     def reset_numpy(self, seed: int | None = None) -> np.ndarray:
-        return self.reset(seed).double().cpu().numpy()
+        return to_numpy(self.reset(seed))
 
     # -- step ----------------------------------------------------------------------------------
     def _check_action(self, action: Any) -> torch.Tensor:
@@ -203,18 +192,5 @@ class DreamEnv:
         self._obs = obs
         return obs, reward, terminated, truncated, info
 
-    def step_numpy(self, action: Any):
-        obs, reward, terminated, truncated, info = self.step(action)
-        if "final_obs" in info:
-            info["final_obs"] = info["final_obs"].double().cpu().numpy()
-        return (obs.double().cpu().numpy(), reward.double().cpu().numpy(),
-                terminated.cpu().numpy(), truncated.cpu().numpy(), info)
-
-    def close(self) -> None:
-        """Nothing to release (kept for API parity with the MuJoCo env)."""
-
-    def __enter__(self) -> "DreamEnv":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def step_numpy(self, action: Any) -> Step:
+        return step_to_numpy(self.step(action))

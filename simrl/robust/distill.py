@@ -36,7 +36,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from envs.batched import BatchedEnv
+from envs.batched import BatchedEnv, reset_record
+from envs.wrappers import TaskView, Wrapper
+from policies.io import History, Privileged
 from policies.networks import NetworkConfig, Policy
 
 DISTILL_FILE = "distill.json"
@@ -67,88 +69,9 @@ class DistillConfig:
 
 
 # -- observation wrappers -------------------------------------------------------------------------
-class TaskView:
-    """The wrapped task with other observation names; the extra ``*_spec`` attributes it holds
-    go into the checkpoint (``policies.checkpoint.build_spec``)."""
-
-    def __init__(self, task: Any, names: list[str], **spec: Any):
-        self._task, self._names = task, names
-        self.__dict__.update({f"{key}_spec": value for key, value in spec.items()})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._task, name)
-
-    @property
-    def observation_names(self) -> list[str]:
-        return list(self._names)
-
-    @property
-    def observation_size(self) -> int:
-        return len(self._names)
-
-
-class ObservationWrapper:
-    """A batched env with the wrapped env's actions and dynamics and another observation.
-
-    Subclasses implement :meth:`on_reset`, :meth:`on_step` and :meth:`final_observation`. These
-    also let a wrapper *watch* an env stepped by someone else: DAgger steps one env and computes
-    the teacher's and the student's observations of the same worlds from its outputs.
-    """
-
-    def __init__(self, env: Any, task: TaskView):
-        self.env, self.task = env, task
-        self.num_envs, self.device = env.num_envs, env.device
-        self.action_size, self.observation_size = env.action_size, task.observation_size
-
-    def __getattr__(self, name: str) -> Any:      # params, space, distribution, metric_sums ...
-        return getattr(self.env, name)
-
-    def on_reset(self, obs: np.ndarray) -> np.ndarray:
-        """This wrapper's observation after the env was reset (``obs``: the env's)."""
-        raise NotImplementedError
-
-    def on_step(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """This wrapper's observation after a step (``done``: worlds whose episode just ended;
-        with auto-reset, their ``obs`` starts the next episode)."""
-        raise NotImplementedError
-
-    def final_observation(self, final_obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """``info["final_obs"]`` in this wrapper's terms; called before :meth:`on_step`."""
-        raise NotImplementedError
-
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        return self._tensor(self.reset_numpy(seed))
-
-    def reset_numpy(self, seed: int | None = None) -> np.ndarray:
-        return self.on_reset(self.env.reset_numpy(seed))
-
-    def step(self, action: Any):
-        obs, reward, terminated, truncated, info = self.step_numpy(action)
-        if "final_obs" in info:
-            info["final_obs"] = self._tensor(info["final_obs"])
-        return (self._tensor(obs), self._tensor(reward), torch.from_numpy(terminated).to(self.device),
-                torch.from_numpy(truncated).to(self.device), info)
-
-    def step_numpy(self, action: Any):
-        obs, reward, terminated, truncated, info = self.env.step_numpy(action)
-        done = terminated | truncated
-        if "final_obs" in info:
-            info["final_obs"] = self.final_observation(info["final_obs"], done)
-        return self.on_step(obs, done), reward, terminated, truncated, info
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(array, dtype=np.float32)).to(self.device)
-
-    def close(self) -> None:
-        self.env.close()
-
-
 def task_has_base_lin_vel(task: Any) -> bool:
     """Whether the task's robot-state record carries the (privileged) base linear velocity."""
-    init = task.reset(np.random.default_rng(0), 1)
-    rs = task.robot_state(init.qpos, init.qvel, np.zeros((1, task.model.nsensordata)),
-                          init.task_state, np.zeros((1, task.action_size)))
-    return rs.base_lin_vel is not None
+    return reset_record(task)[0].base_lin_vel is not None
 
 
 def privileged_spec(env: BatchedEnv) -> dict[str, Any]:
@@ -159,8 +82,8 @@ def privileged_spec(env: BatchedEnv) -> dict[str, Any]:
             "nominal": space.nominal.tolist(), "base_lin_vel": task_has_base_lin_vel(env.task)}
 
 
-class PrivilegedEnv(ObservationWrapper):
-    """Observation = task observation + privileged features (see the module docstring).
+class PrivilegedEnv(Wrapper):
+    """Observation = task observation + privileged features (:class:`policies.io.Privileged`).
 
     ``spec`` (a teacher checkpoint's ``spec["privileged"]``) fixes which parameters appear and
     how they are standardized; by default they are ``env``'s own (:func:`privileged_spec`).
@@ -168,78 +91,46 @@ class PrivilegedEnv(ObservationWrapper):
 
     def __init__(self, env: Any, spec: dict[str, Any] | None = None):
         spec = privileged_spec(env) if spec is None else spec
-        names = list(env.task.observation_names)
-        names += [f"priv_base_lin_vel_{a}" for a in "xyz"] if spec["base_lin_vel"] else []
-        names += [f"priv_{p}" for p in spec["params"]]
+        names = Privileged.names(env.task.observation_names, spec)
         super().__init__(env, TaskView(env.task, names, privileged=spec))
         self.spec = spec
-        low, high = np.asarray(spec["low"]), np.asarray(spec["high"])
-        span = high - low
-        self._low, self._scale = low, np.divide(2.0, span, out=np.zeros_like(span), where=span > 0)
-        columns = {name: i for i, name in enumerate(env.space.names)}
-        self._present = np.array([p in columns for p in spec["params"]], dtype=bool)
-        self._columns = np.array([columns[p] for p in spec["params"] if p in columns], dtype=np.int64)
-        self._nominal = np.asarray(spec["nominal"], dtype=np.float64)
-        self._features: np.ndarray | None = None
+        self.io = Privileged(spec, env.space.names)
 
-    def standardized_params(self) -> np.ndarray:
-        """(N, d) the current worlds' parameters, standardized by the recorded bounds."""
-        params = np.tile(self._nominal, (self.num_envs, 1))
-        params[:, self._present] = self.env.params[:, self._columns]
-        return np.where(self._scale > 0, (params - self._low) * self._scale - 1.0, 0.0)
-
-    def _augment(self, obs: np.ndarray) -> np.ndarray:
-        parts = [self.env.robot_state.base_lin_vel] if self.spec["base_lin_vel"] else []
-        self._features = np.concatenate([*parts, self.standardized_params()], axis=1)
-        return np.concatenate([obs, self._features], axis=1)
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        return self.io.observe(obs, self.env.params, self.env.robot_state)
 
     def on_reset(self, obs: np.ndarray) -> np.ndarray:
-        return self._augment(obs)
+        return self._observe(obs)
 
     def on_step(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        return self._augment(obs)
+        return self._observe(obs)
 
     def final_observation(self, final_obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        # Finished worlds were already reset: their parameters are those of the previous step
-        # (constant within an episode); the base velocity is one step old (bootstrap values only).
-        return np.concatenate([final_obs, self._features], axis=1)
+        # Finished worlds were already reset: their features are those of the previous step.
+        return self.io.final(final_obs)
 
 
-class HistoryEnv(ObservationWrapper):
-    """Observation = the last ``length`` task observations, oldest first, zeros before the
-    episode start; a world's history restarts when its episode ends."""
+class HistoryEnv(Wrapper):
+    """Observation = the last ``length`` task observations (:class:`policies.io.History`)."""
 
     def __init__(self, env: Any, length: int = 5):
-        if length < 1:
-            raise ValueError(f"history length must be >= 1, got {length}")
         base = list(env.task.observation_names)
-        names = [f"{name}@t-{k}" for k in range(length - 1, -1, -1) for name in base]
-        super().__init__(env, TaskView(env.task, names, history={"length": length, "names": base}))
+        self.io = History(env.num_envs, length, len(base))
+        super().__init__(env, TaskView(env.task, History.names(base, length),
+                                       history={"length": length, "names": base}))
         self.length = length
-        self._buffer = np.zeros((env.num_envs, length, len(base)))
-
-    def _flat(self) -> np.ndarray:
-        return self._buffer.reshape(self.num_envs, -1).copy()
 
     def on_reset(self, obs: np.ndarray) -> np.ndarray:
-        self._buffer[...] = 0.0
-        self._buffer[:, -1] = obs
-        return self._flat()
+        return self.io.reset(obs)
 
     def on_step(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self._buffer[:, :-1] = self._buffer[:, 1:]
-        self._buffer[done] = 0.0
-        self._buffer[:, -1] = obs
-        return self._flat()
+        return self.io.step(obs, done)
 
     def final_observation(self, final_obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        out = np.zeros((self.num_envs, self.observation_size))
-        stacked = np.concatenate([self._buffer[done, 1:], final_obs[done, None]], axis=1)
-        out[done] = stacked.reshape(len(stacked), -1)
-        return out
+        return self.io.final(final_obs, done)
 
 
-def wrapper_from_spec(spec: dict[str, Any]) -> Callable[[Any], ObservationWrapper] | None:
+def wrapper_from_spec(spec: dict[str, Any]) -> Callable[[Any], Wrapper] | None:
     """The env wrapper a privileged teacher or a history student checkpoint runs in, or None."""
     if spec.get("privileged"):
         return lambda env: PrivilegedEnv(env, spec["privileged"])

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.wrappers import Step, Wrapper, to_torch
 from policies.networks import ActorCritic, NetworkConfig
 from simrl.ppo import PPO, PPOConfig
 
@@ -99,10 +100,10 @@ class Disturber:
         self.ppo = PPO(self.model, cfg.ppo, num_envs, device)
 
 
-class DisturbedEnv:
+class DisturbedEnv(Wrapper):
     """A batched env (built with ``external_forces=True``) with a learning disturber inside.
 
-    The actor sees the usual API. Each ``step`` lets the disturber pick a force from the actor's
+    The actor sees the usual API. Each step lets the disturber pick a force from the actor's
     observation, applies it, and records the disturber's transition; :meth:`end_iteration`
     updates the disturber and the multiplier after the actor's rollout.
     """
@@ -111,19 +112,14 @@ class DisturbedEnv:
         if getattr(env, "use_xfrc", False) is False or env.root_body < 0:
             raise ValueError("the H-infinity disturber needs an env built with external_forces=True "
                              "and a task with a root body")
-        self.env, self.cfg = env, cfg
-        self.num_envs, self.device, self.task = env.num_envs, env.device, env.task
-        self.observation_size, self.action_size = env.observation_size, env.action_size
-        device = torch.device(env.device)
-        self.disturber = Disturber(env.observation_size, env.num_envs, cfg, device)
+        super().__init__(env)
+        self.cfg = cfg
+        self.disturber = Disturber(env.observation_size, env.num_envs, cfg, torch.device(env.device))
         self.multiplier = LagrangeMultiplier(cfg.lambda_init, cfg.lambda_lr, cfg.lambda_max)
         self.oracle = Oracle(env.task, cfg.oracle_quantile, cfg.oracle_ema)
         self.env_steps = 0
-        self._obs: torch.Tensor | None = None
+        self._obs: np.ndarray | None = None
         self._sums = np.zeros(3)   # cost, intensity, count
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
 
     @property
     def force_bound(self) -> float:
@@ -131,9 +127,9 @@ class DisturbedEnv:
         frac = min(1.0, self.env_steps / max(1, c.curriculum_steps))
         return c.force_start + frac * (c.force_final - c.force_start)
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        self._obs = self.env.reset(seed)
-        return self._obs
+    def on_reset(self, obs: np.ndarray) -> np.ndarray:
+        self._obs = obs
+        return obs
 
     def forces(self, actions: torch.Tensor) -> np.ndarray:
         """World-frame forces (N, 3) from disturber actions in [-1, 1]; never above the bound."""
@@ -144,20 +140,23 @@ class DisturbedEnv:
         force = force / np.maximum(norm, 1.0)          # inside the unit ball
         return self.force_bound * force
 
-    def step(self, actions: Any):
+    def step_numpy(self, actions: Any) -> Step:
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
-        ppo = self.disturber.ppo
-        force = self.forces(ppo.act(self._obs))
+        ppo, device = self.disturber.ppo, self.device
+        force = self.forces(ppo.act(to_torch(self._obs, device)))
         self.env.external_force = force
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        oracle = self.oracle(reward)
-        cost = (oracle - reward).clamp(min=0.0)
+        obs, reward, terminated, truncated, info = self.env.step_numpy(actions)
+        # The disturber learns from the step in torch, like the actor.
+        reward_t = to_torch(reward, device)
+        oracle = self.oracle(reward_t)
+        cost = (oracle - reward_t).clamp(min=0.0)
         intensity = torch.as_tensor(np.sum((force / self.cfg.force_ref) ** 2, axis=1),
-                                    dtype=torch.float32, device=reward.device)
+                                    dtype=torch.float32, device=reward_t.device)
         lam, eta = self.multiplier.value, self.cfg.eta
-        ppo.record((1.0 - lam) * cost + lam * eta * intensity, terminated, truncated,
-                   info.get("final_obs"))
+        final = to_torch(info["final_obs"], device) if "final_obs" in info else None
+        ppo.record((1.0 - lam) * cost + lam * eta * intensity, to_torch(terminated, device),
+                   to_torch(truncated, device), final)
         self._sums += (float(cost.sum()), float(intensity.sum()), cost.numel())
         self.env_steps += self.num_envs
         info["disturber_force"] = force
@@ -167,7 +166,7 @@ class DisturbedEnv:
     def end_iteration(self) -> dict[str, float]:
         """Disturber PPO update and dual ascent on lambda; returns their statistics."""
         ppo = self.disturber.ppo
-        ppo.finish(self._obs)
+        ppo.finish(to_torch(self._obs, self.device))
         stats = {f"disturber_{k}": v for k, v in ppo.update().items()}
         cost, intensity, _ = (float(v) for v in self._sums / max(self._sums[2], 1.0))
         violation = cost - self.cfg.eta * intensity
