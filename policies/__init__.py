@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load": "policies.checkpoint", "save": "policies.checkpoint",
+    "load": "policies.loader", "save": "policies.checkpoint",
     "LoadedPolicy": "policies.checkpoint",
     "load_spec": "simrl.core.spec", "CheckpointError": "simrl.core.spec",
     "FORMAT_VERSION": "simrl.core.spec",

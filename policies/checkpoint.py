@@ -251,17 +251,12 @@ def _read_state_dict(file: Path, device: str | torch.device) -> dict[str, torch.
     return state
 
 
-def load(path: str | os.PathLike, task: Any = None, device: str | torch.device = "cpu",
-         **sb3_options: Any) -> LoadedPolicy:
-    """Loads a checkpoint directory (or a Stable-Baselines3 ``.zip``, which needs ``task``;
-    ``sb3_options`` go to :func:`policies.sb3.load_sb3`) as a deterministic callable policy.
-
-    ``task`` (a name or a task object), when given, must be the checkpoint's task.
-    """
+def load_checkpoint(path: str | os.PathLike, task: Any = None,
+                    device: str | torch.device = "cpu") -> LoadedPolicy:
+    """Loads a simrl checkpoint directory as a deterministic callable policy (``policies.load``
+    also takes Stable-Baselines3 zips). ``task`` (a name or a task object), when given, must be
+    the checkpoint's task."""
     path = Path(path)
-    if path.suffix == ".zip":
-        from policies.sb3 import load_sb3
-        return load_sb3(path, task, device=device, **sb3_options)
     spec = load_spec(path)
     if task is not None:
         check_task(spec, task, f"checkpoint {path}")

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from envs.tasks import task_from_spec
-from policies.checkpoint import LoadedPolicy, atomic_write_path, load
+from policies.checkpoint import LoadedPolicy, atomic_write_path
+from policies.loader import load
 from simrl.core.onnx_contract import INPUT, META_ACT, META_OBS, META_SHA, META_TASK, ONNX_FILE, OUTPUTS
 from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 
