@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the runtime took over the signals
+        print("interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as exc:  # bad input: one line, as `simrl` prints it
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ class DeployReport:
             f"  safety events: {events}",
             f"  packets: {link}",
         ]
-        if self.realtime:
+        if self.realtime and self.jitter_ms:
             j = self.jitter_ms
             lines.insert(2, f"  deadline misses {self.deadline_misses}, period jitter p50 {j['p50']:.3f} ms, "
                             f"p99 {j['p99']:.3f} ms, max {j['max']:.3f} ms")

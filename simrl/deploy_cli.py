@@ -137,6 +137,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the runtime's e-stop takes over
     import deploy
     from deploy.policy import ONNX_FILE
     ckpt = Path(args.checkpoint)
