@@ -2,7 +2,8 @@
 
 Each control period (absolute deadlines on ``time.perf_counter``; lockstep robots need none):
 
-1. read the newest state sample (none new for ``stale_periods`` periods: safe stop);
+1. read the newest state sample (the stale-data watchdog judges the robot's timestamps, see
+   :mod:`deploy.safety`; a sample whose fields differ from the first one's is a stop);
 2. build the robot-state record (the robot's readings + the runtime's command, last action and
    task state) and the observation with the task's own ``observation`` (as in training);
 3. soft start, or the policy (onnxruntime, no torch) -> safety layer (action limits) ->
@@ -13,12 +14,15 @@ Each control period (absolute deadlines on ``time.perf_counter``; lockstep robot
 5. queue the step for the recorder (a background thread writes the MCAP log).
 
 A stop (see :mod:`deploy.safety`) sends damped-stop commands for ``stop_hold_s`` and ends the
-run; Ctrl-C and SIGTERM are an e-stop. The log is closed in every case.
+run; Ctrl-C and SIGTERM are an e-stop, also while connecting. Every other way out (an error,
+a robot that never answers) still sends the damped stop, closes the log (removed when no step
+ran: it would hold nothing) and releases the robot.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import signal
 import threading
@@ -34,8 +38,9 @@ from deploy.clock import Rate, realtime_scheduling
 from deploy.policy import OnnxPolicy
 from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
-from deploy.robots import Robot, make_robot
+from deploy.robots import Robot, make_robot, spec_control_dt
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
+from deploy.robots.udp import ConnectCancelled, Faults
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
 from envs.perturbation import Perturbation
 from envs.tasks import task_from_spec
@@ -96,7 +101,7 @@ class DeployReport:
             f"  safety events: {events}",
             f"  packets: {link}",
         ]
-        if self.realtime:
+        if self.realtime and self.jitter_ms:
             j = self.jitter_ms
             lines.insert(2, f"  deadline misses {self.deadline_misses}, period jitter p50 {j['p50']:.3f} ms, "
                             f"p99 {j['p99']:.3f} ms, max {j['max']:.3f} ms")
@@ -142,8 +147,8 @@ class Runtime:
             raise ValueError(f"checkpoint {checkpoint}: the network takes "
                              f"{len(self.spec['observation']['names'])} observations, task "
                              f"{self.task.name} and the checkpoint's wrapper make {self.io.input_size}")
+        self.dt = spec_control_dt(self.spec, f"{checkpoint}/spec.json")
         self.policy = policy or OnnxPolicy(checkpoint, self.spec)
-        self.dt = float(self.spec["control_dt"])
         actuators = Actuators.from_model(self.task.model, self.spec.get("pd_gains"), self.cfg.safety)
         self.safety = SafetyLayer(actuators, self.cfg.safety)
         self.inference: list[float] = []  # seconds per policy call
@@ -170,35 +175,66 @@ class Runtime:
             raise ValueError(f"robot {self.robot.name}: observation of shape {obs.shape}, "
                              f"the policy takes {self.task.observation_size}")
 
-    def run(self, duration: float, log_path: str | os.PathLike | None = None) -> DeployReport:
-        """Connects, runs for ``duration`` seconds (robot time in lockstep), stops damped,
-        closes the log and the robot."""
-        recorder = None
+    def run(self, duration: float, log_path: str | os.PathLike | None = None,
+            connect_timeout: float = 60.0) -> DeployReport:
+        """Connects (within ``connect_timeout`` seconds), runs for ``duration`` seconds (robot
+        time in lockstep), stops damped, closes the log and the robot, whatever happens."""
+        if not (math.isfinite(duration) and duration > 0):
+            raise ValueError(f"duration must be a finite number of seconds > 0, got {duration}")
+        recorder, steps = None, [0]
         if log_path is not None:  # before connecting: nothing slow between connect and loop
             meta = log_meta(self.spec, self.task.observation_names, self.robot.name, self.robot.source, policy_id(self.checkpoint),
                             {"checkpoint": str(Path(self.checkpoint).resolve())})
             recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
+        self._stopped = False
+        estop = threading.Event()
+        report = None
         try:
-            sample = self.robot.connect()
-            self._check_sample(sample)
-            return self._loop(sample, duration, recorder, log_path)
+            with _estop_signals(estop):
+                try:
+                    sample = self.robot.connect(connect_timeout, cancel=estop.is_set)
+                except ConnectCancelled:
+                    self.safety.flag("estop")
+                    report = self._report(_Progress(None, np.zeros(self.task.action_size), None, None,
+                                                    stop_reason="estop"), None, 0.0, None)
+                    return report
+                self._check_sample(sample)
+                report = self._loop(sample, duration, recorder, estop, steps)
+                return report
         finally:
             try:
-                if recorder is not None:
-                    recorder.close()
+                self._safe_stop()
             finally:
-                self.robot.close()
+                try:
+                    if recorder is not None:
+                        recorder.close()
+                        if steps[0] == 0:  # nothing ran: no log rather than an empty one
+                            Path(log_path).unlink(missing_ok=True)
+                        elif report is not None:
+                            report.log_path = str(log_path)
+                finally:
+                    self.robot.close()
+
+    def _safe_stop(self) -> None:
+        """The damped stop, unless the loop already sent it (best effort: the robot may be
+        gone)."""
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self.robot.send_command(self.safety.stop_command())
+            except (RobotLost, OSError):
+                pass
 
     def _loop(self, sample: StateSample, duration: float, recorder: Recorder | None,
-              log_path: str | os.PathLike | None) -> DeployReport:
+              estop: threading.Event, steps: list[int]) -> DeployReport:
         cfg, na = self.cfg, self.task.action_size
         rs0 = compose_state(sample.fields, self.task_state, np.zeros(na))
         default_ctrl = self.task.action_to_ctrl(np.zeros((1, na)), rs0, copy.deepcopy(self.task_state))[0]
         p = _Progress(sample, np.zeros(na), sample.fields["motor_pos"], default_ctrl)
+        p.schema = {k: v.shape for k, v in sample.fields.items()}
         rate = Rate(self.dt, cfg.spin_s) if cfg.realtime else None
         hold_steps = int(np.ceil(cfg.safety.stop_hold_s / self.dt))
-        estop = threading.Event()
-        with _estop_signals(estop), (realtime_scheduling(cfg.rt_priority) if cfg.realtime else nullcontext()):
+        with (realtime_scheduling(cfg.rt_priority) if cfg.realtime else nullcontext()):
             t_start = time.perf_counter()
             for k in range(int(round(duration / self.dt))):
                 if p.stop_step is not None and (k - p.stop_step > hold_steps
@@ -218,6 +254,8 @@ class Runtime:
                         "terminated" if p.terminated and cfg.end_on_termination else None)
                     p.stop_step = k if p.stop_reason else None
                 command, action = self._act(k, p, rs, obs)
+                if p.stop_step is not None:
+                    self._stopped = True  # the damped stop is under way
                 try:
                     self.robot.send_command(command)
                 except RobotLost:
@@ -228,27 +266,37 @@ class Runtime:
                     t = k * self.dt if rate is None else rate.elapsed()
                     self._record(recorder, t, k, p, rs, obs, action, command, reward)
                 p.steps += 1
+                steps[0] = p.steps
             wall = time.perf_counter() - t_start
-            if p.stop_step is None:  # the end of the run: the robot stops damped too
-                try:
-                    self.robot.send_command(self.safety.stop_command())
-                except RobotLost:
-                    pass
-        return self._report(p, rate, wall, log_path)
+            self._safe_stop()  # the end of the run: the robot stops damped too
+        return self._report(p, rate, wall, None)
 
     def _read(self, k: int, p: "_Progress") -> RobotState:
-        """The newest sample into ``p`` (watchdog and robot-lost checks) and its record; the
-        first step starts from the connect sample when nothing newer came."""
-        fresh = None
+        """The newest sample into ``p`` (watchdog, schema and robot-lost checks) and its
+        record; the first step starts from the connect sample when nothing newer came."""
+        fresh, s = None, self.cfg.safety
         try:
             fresh = self.robot.read_state()
         except RobotLost:
             self.safety.flag("robot_lost")
+        if fresh is not None and {n: v.shape for n, v in fresh.fields.items()} != p.schema:
+            self.safety.flag("malformed_state")  # a field missing, added or of another size
+            fresh = None
+        now = k * self.dt if self.robot.lockstep else time.perf_counter()
         if k == 0:
             fresh = fresh or p.sample
             p.start_pos = fresh.fields["motor_pos"].copy()
+            p.fresh_at = now
+        elif fresh is not None:
+            if p.stamped and not (math.isfinite(fresh.stamp) and fresh.stamp > p.sample.stamp):
+                p.stamped = False  # no usable robot clock: judge by control periods
+            lost = self.robot.link_stats().lost
+            if (p.stamped and lost > p.lost
+                    and fresh.stamp - p.sample.stamp > s.stale_periods * self.dt + 1e-9):
+                self.safety.flag("stale_data")  # states lost over too much robot time
+            p.lost, p.fresh_at = lost, now
         p.stale = 0 if fresh is not None else p.stale + 1
-        if p.stale >= self.cfg.safety.stale_periods:
+        if (now - p.fresh_at > s.stale_timeout_s if p.stamped else p.stale >= s.stale_periods):
             self.safety.flag("stale_data")
         p.sample = fresh or p.sample
         rs = compose_state(p.sample.fields, self.task_state, p.last_action)
@@ -306,6 +354,7 @@ class Runtime:
 
     def _report(self, p: "_Progress", rate: Rate | None, wall: float,
                 log_path: str | os.PathLike | None) -> DeployReport:
+        """The report; ``log_path`` is filled in by :meth:`run` once the log is closed."""
         timing = rate.stats() if rate is not None else None
         inf = np.array(self.inference) * 1e3 if self.inference else np.zeros(1)
         return DeployReport(
@@ -325,10 +374,10 @@ class Runtime:
 class _Progress:
     """The loop's running state."""
 
-    sample: StateSample
+    sample: StateSample | None
     last_action: np.ndarray
-    start_pos: np.ndarray                # motor positions at the first step (soft start from here)
-    default_ctrl: np.ndarray             # the commands of a zero action (soft start to here)
+    start_pos: np.ndarray | None         # motor positions at the first step (soft start from here)
+    default_ctrl: np.ndarray | None      # the commands of a zero action (soft start to here)
     prev: tuple | None = None            # (record, action, ctrl) of the last policy step
     ret: float = 0.0
     reward_ok: bool = True
@@ -338,24 +387,36 @@ class _Progress:
     policy_steps: int = 0
     stop_reason: str | None = None
     stop_step: int | None = None
+    schema: dict = field(default_factory=dict)  # field name -> shape of the first sample
+    stamped: bool = True                 # the robot's timestamps increase (its clock is usable)
+    fresh_at: float = 0.0                # when the newest sample arrived (s, loop clock)
+    lost: int = 0                        # the link's lost-packet count at that time
 
 
 def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: float = 10.0,
         log_path: str | os.PathLike | None = None, *, perturb: str | os.PathLike | Perturbation | None = None,
-        config: RuntimeConfig | None = None, policy: Policy | None = None) -> DeployReport:
+        config: RuntimeConfig | None = None, policy: Policy | None = None,
+        faults: Faults | None = None, key: bytes | None = None,
+        connect_timeout: float = 60.0) -> DeployReport:
     """Deploys ``checkpoint`` (with ``policy.onnx``) on ``robot`` for ``duration`` seconds.
 
     ``robot``: ``"mujoco"`` (the task's model), ``"mujoco:MODEL.xml"``, ``"udp://HOST:PORT"``
     or a :class:`~deploy.robots.Robot`. ``perturb``: a perturbation file or object for the
     MuJoCo robot. ``config.realtime=False`` runs the MuJoCo robot in lockstep, faster than real
-    time. Returns the :class:`DeployReport`; the log (when ``log_path`` is given) is closed.
+    time. ``faults``: loss and delay injected into the robot link (a soak); ``key``: the UDP
+    link's HMAC key. Returns the :class:`DeployReport`; the log (when ``log_path`` is given)
+    is closed.
     """
     config = config or RuntimeConfig()
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration}")
     if isinstance(robot, str):
         if isinstance(perturb, (str, os.PathLike)):
             perturb = Perturbation.load(perturb)
-        robot = make_robot(robot, load_spec(checkpoint), perturb, config.realtime, config.seed,
-                           config.rt_priority)
-    elif perturb is not None:
-        raise ValueError("perturb applies when the robot is given by name (mujoco[:MODEL.xml])")
-    return Runtime(checkpoint, robot, config, policy).run(duration, log_path)
+        spec = load_spec(checkpoint)
+        spec_control_dt(spec, f"{checkpoint}/spec.json")
+        robot = make_robot(robot, spec, perturb, config.realtime, config.seed, config.rt_priority,
+                           faults, key)
+    elif perturb is not None or faults is not None or key is not None:
+        raise ValueError("perturb, faults and key apply when the robot is given by name")
+    return Runtime(checkpoint, robot, config, policy).run(duration, log_path, connect_timeout)

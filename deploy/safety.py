@@ -14,12 +14,22 @@ through it. Limits (the step goes on, the event is flagged and counted):
   holds whenever it is compatible with them (a joint already outside its range is pulled back
   even if that takes more torque);
 * ``soft_start``: for ``soft_start_s`` seconds the servos move from the measured pose to the
-  default pose before the policy takes over.
+  default pose before the policy takes over. Each servo moves at ``|offset| / soft_start_s``
+  but no slower than ``soft_start_speed``: a robot far from the default pose (lying down) gets
+  up slowly, while the small offsets of a standing start are corrected within a fraction of a
+  second (holding a skewed stance for the whole second let a go1 dropped onto its legs roll
+  over).
 
 Stops (the run ends with damped-stop commands): ``nonfinite_action`` (NaN/inf from the policy),
-``nonfinite_state``, ``tilt`` (the base tilts past ``max_tilt_deg``: a fall), ``stale_data``
-(no fresh state for ``stale_periods`` control periods), ``robot_lost`` (the robot process or
-link died) and ``estop`` (Ctrl-C / SIGTERM).
+``nonfinite_state``, ``malformed_state`` (a state whose fields or shapes differ from the
+first one's), ``tilt`` (the base tilts past ``max_tilt_deg``: a fall), ``stale_data``,
+``robot_lost`` (the robot process or link died) and ``estop`` (Ctrl-C / SIGTERM).
+
+``stale_data`` is judged on the robot's own clock where its states carry increasing
+timestamps: the runtime stops when states were lost over more than ``stale_periods`` control
+periods of robot time, or when nothing at all arrives for ``stale_timeout_s`` seconds. A robot
+(or a runtime) that pauses under CPU load and then goes on loses nothing and is not stopped.
+Without usable timestamps: ``stale_periods`` control periods without a fresh state.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from deploy.robots.base import DAMP, Command
 from simrl.core.robot_state import RobotState, projected_gravity
 
 LIMIT_EVENTS = ("soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
-STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "tilt", "stale_data", "robot_lost", "estop")
+STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "malformed_state", "tilt", "stale_data",
+               "robot_lost", "estop")
 EVENTS = LIMIT_EVENTS + STOP_EVENTS
 
 
@@ -46,16 +57,20 @@ class SafetyConfig:
     torque_fraction: float = 1.0     # share of the actuator force limit the PD may demand
     max_action_delta: float = 1.0    # policy units per control step
     max_tilt_deg: float = 60.0       # base tilt counted as a fall (robots with an IMU)
-    stale_periods: int = 3           # control periods without fresh state before stopping
+    stale_periods: int = 3           # control periods of robot time whose states may be lost
+    stale_timeout_s: float = 0.2     # seconds without any state before stopping
     soft_start_s: float = 1.0        # move to the default pose first (servo robots only)
+    soft_start_speed: float = 1.0    # servo units (rad) per second, at least, during soft start
     stop_kd: float = 1.0             # damping of the damped stop (force per unit velocity)
     stop_hold_s: float = 0.2         # damped-stop commands are sent this long before the end
 
     def __post_init__(self) -> None:
         for name in ("position_margin", "max_velocity", "torque_fraction", "max_action_delta",
-                     "soft_start_s", "stop_kd", "stop_hold_s"):
+                     "soft_start_s", "soft_start_speed", "stop_kd", "stop_hold_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SafetyConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.stale_timeout_s > 0 and np.isfinite(self.stale_timeout_s)):
+            raise ValueError(f"SafetyConfig.stale_timeout_s must be finite and > 0, got {self.stale_timeout_s}")
         if self.stale_periods < 1:
             raise ValueError("SafetyConfig.stale_periods must be >= 1")
 
@@ -187,11 +202,18 @@ class SafetyLayer:
         return t
 
     def soft_start(self, elapsed: float, q_start: np.ndarray, default_ctrl: np.ndarray) -> np.ndarray:
-        """Servo targets on the straight line from the start pose to the default pose
-        (``elapsed`` / ``soft_start_s`` of the way); direct actuators get the default command."""
+        """Servo targets from the start pose straight to the default pose, each at
+        ``max(|offset| / soft_start_s, soft_start_speed)``; direct actuators get the default
+        command."""
         self.flag("soft_start")
-        s = min(1.0, elapsed / self.cfg.soft_start_s) if self.cfg.soft_start_s > 0 else 1.0
-        return np.where(self.act.servo, q_start + s * (default_ctrl - q_start), default_ctrl)
+        offset = np.where(np.isfinite(q_start), default_ctrl - q_start, 0.0)
+        if self.cfg.soft_start_s > 0:
+            speed = np.maximum(np.abs(offset) / self.cfg.soft_start_s, self.cfg.soft_start_speed)
+            step = np.clip(offset, -speed * elapsed, speed * elapsed)
+        else:
+            step = offset
+        return np.where(self.act.servo, np.where(np.isfinite(q_start), q_start + step, default_ctrl),
+                        default_ctrl)
 
     def soft_start_done(self, elapsed: float) -> bool:
         return not self.has_servos or elapsed >= self.cfg.soft_start_s

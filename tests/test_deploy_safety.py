@@ -102,7 +102,11 @@ def test_tilt_and_nonfinite_readings_stop(go1_actuators):
 def test_soft_start_and_damped_stop(go1_actuators):
     layer = SafetyLayer(go1_actuators, SafetyConfig(soft_start_s=1.0, stop_kd=2.0))
     start, default = np.zeros(NU), np.full(NU, 0.5)
-    np.testing.assert_allclose(layer.soft_start(0.25, start, default), 0.125)
+    # small offsets move at soft_start_speed (1 rad/s): there by 0.5 s, then held
+    np.testing.assert_allclose(layer.soft_start(0.25, start, default), 0.25)
+    np.testing.assert_allclose(layer.soft_start(0.75, start, default), 0.5)
+    far = np.full(NU, 2.5)  # large ones take the whole soft start, on a straight line
+    np.testing.assert_allclose(layer.soft_start(0.25, start, far), 0.625)
     assert not layer.soft_start_done(0.98) and layer.soft_start_done(1.0)
     assert layer.counts["soft_start"] == 1
     layer.limit_command(np.full(NU, 0.3), np.full(NU, 0.3), np.zeros(NU))

@@ -43,7 +43,7 @@ def test_codec_round_trip():
     assert back.mode == DAMP
     for a, b in ((back.ctrl, cmd.ctrl), (back.kp, cmd.kp), (back.kd, cmd.kd)):
         np.testing.assert_array_equal(a, b)
-    assert len(state_packet()) > HEADER.size == 28
+    assert len(state_packet()) > HEADER.size == 36
 
 
 @pytest.mark.parametrize("mutate", [
@@ -83,7 +83,7 @@ def test_bad_command_payloads_are_rejected(payload):
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=300), flip=st.integers(0, 8 * 200))
 def test_fuzzed_bytes_never_crash_the_decoder(data, flip):
-    for candidate in (data, HEADER.pack(b"SIMR", 1, STATE, 0, 0, 0.0, len(data), 0) + data):
+    for candidate in (data, HEADER.pack(b"SIMR", 2, STATE, 0, 0, 0, 0.0, len(data), 0) + data):
         try:
             decode_state(decode(candidate).payload)
         except ProtocolError:
@@ -98,6 +98,8 @@ def test_link_counts_losses_reordering_and_garbage():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender = Link(a)
     receiver = Link(FaultySocket(b, Faults(loss=0.1, delay=0.1, delay_packets=2, seed=3)))
+    sender.start_session(77)
+    receiver.start_session(77)
     got = []
     for i in range(200):
         sender.send(STATE, encode_state({"i": np.array([i])}))
@@ -121,7 +123,8 @@ def free_port() -> int:
 
 def test_realtime_deploy_over_a_lossy_reordering_link(tmp_path):
     """5% loss both ways and 5% of states delayed past newer ones, plus garbage datagrams
-    to both ends: the loop runs its full duration and logs the losses."""
+    to both ends: the loop runs its full duration and logs the losses (the garbage never
+    reaches the runtime)."""
     ckpt = trained_like_checkpoint(tmp_path / "c")
     export(ckpt)
     port = free_port()
@@ -148,7 +151,8 @@ def test_realtime_deploy_over_a_lossy_reordering_link(tmp_path):
         server.send_signal(signal.SIGINT)
         assert server.wait(10) == 0
     assert report.stop_reason is None and report.steps == round(1.5 / report.control_period_s)
-    assert report.link["lost"] > 0 and report.link["late"] > 0 and report.link["rejected"] > 0
+    assert report.link["lost"] > 0 and report.link["late"] > 0
+    assert report.link["rejected"] == 0  # the runtime's socket is connected: the kernel drops strangers
     log = read_log(tmp_path / "udp.mcap")
     assert len(log) == report.steps and log.meta.source == "robot"
     assert log.safety["packets_lost"][-1] > 0 and np.all(np.diff(log.safety["packets_rejected"]) >= 0)

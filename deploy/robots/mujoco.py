@@ -30,8 +30,8 @@ import numpy as np
 
 from deploy.clock import Rate, realtime_scheduling
 from deploy.robots.base import DAMP, Command, LinkStats, RobotLost, StateSample, measured_fields
-from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Link, ProtocolError,
-                               decode_command, encode_state)
+from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Faults, FaultySocket,
+                               Link, ProtocolError, SessionGate, decode_command, encode_state)
 from deploy.safety import Actuators
 from envs.perturbation import Perturbation
 from envs.tasks import task_from_spec
@@ -48,6 +48,9 @@ class SimConfig:
     perturbation: dict[str, Any] = field(default_factory=dict)  # Perturbation.to_dict()
     seed: int = 0
     damp_kd: float = 1.0               # damping when the robot stops itself
+    max_gain_scale: float = 10.0       # commanded kp (kd) at most this times the model's kp
+                                       # (kd, or a tenth of kp when the model has none)
+    start_qpos: list[float] | None = None  # replaces the drawn start pose (tests, reproductions)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], model: str | None = None,
@@ -75,6 +78,14 @@ class MujocoSim:
         self.alpha = 1.0 if pert.motor_lag == 0 else float(-np.expm1(-self.dt / pert.motor_lag))
         self.rng = np.random.default_rng(cfg.seed)
         self._gains = self.model.actuator_gainprm.copy(), self.model.actuator_biasprm.copy()
+        nominal = Actuators.from_model(self.task.model)
+        self.low, self.high = nominal.low, nominal.high
+        self.max_kp = cfg.max_gain_scale * nominal.kp
+        self.max_kd = cfg.max_gain_scale * np.maximum(nominal.kd, 0.1 * nominal.kp)
+        self.clamped = 0                   # commands the robot had to clamp to its limits
+        if cfg.start_qpos is not None and len(cfg.start_qpos) != self.model.nq:
+            raise ValueError(f"SimConfig.start_qpos: {len(cfg.start_qpos)} values, the model has "
+                             f"nq={self.model.nq}")
         self.reset()
         pert.check_noise(self.task.name, self._readings())
 
@@ -93,6 +104,8 @@ class MujocoSim:
         mujoco.mj_resetData(self.model, self.data)
         self.model.actuator_gainprm[:], self.model.actuator_biasprm[:] = self._gains
         self.data.qpos[:], self.data.qvel[:] = init.qpos[0], init.qvel[0]
+        if self.cfg.start_qpos is not None:
+            self.data.qpos[:] = self.cfg.start_qpos
         self.task_state = init.task_state
         self.target = init.ctrl[0].copy()
         self.applied = self.target.copy()
@@ -101,10 +114,20 @@ class MujocoSim:
         mujoco.mj_forward(self.model, self.data)
 
     def submit(self, command: Command) -> None:
-        """Queues a command; it acts ``latency`` seconds of robot time from now."""
-        if len(command.ctrl) != self.model.nu:
-            raise ValueError(f"command for {len(command.ctrl)} actuators, robot has {self.model.nu}")
-        self.pending.append((self.time + self.latency, command))
+        """Queues a command, clamped to the robot's own limits (the model's joint and control
+        ranges, gains within ``[0, max_gain_scale x`` nominal]); it acts ``latency`` seconds
+        of robot time from now. ValueError for a wrong size or non-finite values."""
+        nu = self.model.nu
+        if not all(len(v) == nu for v in (command.ctrl, command.kp, command.kd)):
+            raise ValueError(f"command for {len(command.ctrl)} actuators, robot has {nu}")
+        if not all(np.isfinite(v).all() for v in (command.ctrl, command.kp, command.kd)):
+            raise ValueError("command with non-finite values")
+        safe = Command(np.clip(command.ctrl, self.low, self.high), np.clip(command.kp, 0, self.max_kp),
+                       np.clip(command.kd, 0, self.max_kd), command.mode)
+        if any(np.any(a != b) for a, b in ((safe.ctrl, command.ctrl), (safe.kp, command.kp),
+                                           (safe.kd, command.kd))):
+            self.clamped += 1
+        self.pending.append((self.time + self.latency, safe))
 
     def damp(self) -> None:
         """Stops at once: servos only damp, direct actuators go to zero."""
@@ -150,56 +173,58 @@ class MujocoSim:
 
 
 def serve(sim: MujocoSim, link: Link, stop: Callable[[], bool], exit_on_bye: bool,
-          command_timeout: float = 0.25, rt_priority: int | None = None, max_catch_up: int = 25) -> None:
+          command_timeout: float = 0.25, rt_priority: int | None = None, max_catch_up: int = 25,
+          session_timeout: float | None = None) -> None:
     """The robot's real-time loop: physics on the wall clock (up to ``max_catch_up`` steps at
-    once when late), commands in (only from the runtime that said HELLO last), a state packet
-    out after every wake-up while a runtime is subscribed. Without commands for
-    ``command_timeout`` seconds the robot damps itself. ``exit_on_bye``: return on BYE or
-    when the peer is gone (the robot process) instead of waiting for the next runtime."""
+    once when late), one session at a time (:class:`~deploy.robots.udp.SessionGate`: a fresh
+    episode per accepted HELLO; a session silent for ``session_timeout``, default
+    ``max(1 s, 4 x command_timeout)``, may be replaced), commands in (only of that session,
+    clamped to the robot's limits), a state packet out after every wake-up while a session
+    is open. Without commands for ``command_timeout`` seconds the robot damps itself.
+    ``exit_on_bye``: return on BYE or when the peer is gone (the robot process) instead of
+    waiting for the next runtime."""
+    timeout = max(1.0, 4 * command_timeout) if session_timeout is None else session_timeout
     with realtime_scheduling(rt_priority):
-        _serve(sim, link, stop, exit_on_bye, command_timeout, max_catch_up)
+        _serve(sim, link, stop, exit_on_bye, command_timeout, max_catch_up, SessionGate(link, timeout))
 
 
 def _serve(sim: MujocoSim, link: Link, stop: Callable[[], bool], exit_on_bye: bool,
-           command_timeout: float, max_catch_up: int) -> None:
+           command_timeout: float, max_catch_up: int, gate: SessionGate) -> None:
     rate = Rate(sim.dt)
-    subscribed, episodes, last_command, damped = False, 0, None, False
+    episodes, last_command, damped = 0, None, False
     while not stop():
         due = rate.wait()
         for packet, addr in link.receive():
-            if packet.type != HELLO and addr and addr != link.peer:  # not our runtime
-                link.stats.rejected += 1
-                continue
-            if packet.type == HELLO:  # a fresh episode for every runtime
-                sim.reset(episodes)
-                subscribed, last_command, damped = True, None, False
-                episodes += 1
-                if addr:
-                    link.peer = addr
-                link.forget(COMMAND)
-            elif packet.type == COMMAND and subscribed:
+            now = rate.elapsed()
+            if packet.type == HELLO:
+                if gate.hello(packet, addr, now):  # a fresh episode for every runtime
+                    sim.reset(episodes)
+                    last_command, damped = None, False
+                    episodes += 1
+            elif packet.type == COMMAND:
+                gate.seen(now)
                 try:
                     sim.submit(decode_command(packet.payload))
                 except (ProtocolError, ValueError):
                     link.stats.rejected += 1
                     continue
-                last_command, damped = rate.elapsed(), False
+                last_command, damped = now, False
             elif packet.type == BYE:
                 sim.damp()
+                gate.end()
                 if exit_on_bye:
                     return
-                subscribed = False
         if last_command is not None and not damped and rate.elapsed() - last_command > command_timeout:
             sim.damp()
             damped = True
         sim.step(min(due, max_catch_up))
-        if subscribed:
+        if link.session:
             try:
                 link.send(STATE, encode_state(sim.sample().fields), stamp=sim.time)
             except OSError:  # the runtime is gone
                 if exit_on_bye:
                     return
-                subscribed = False
+                gate.end()
 
 
 def _robot_process(sock: socket.socket, cfg: SimConfig, rt_priority: int | None) -> None:
@@ -221,8 +246,10 @@ class MujocoRobot:
     source = "sim2sim"
 
     def __init__(self, cfg: SimConfig, realtime: bool = True, control_dt: float | None = None,
-                 rt_priority: int | None = None):
-        self.cfg, self.lockstep, self.rt_priority = cfg, not realtime, rt_priority
+                 rt_priority: int | None = None, faults: Faults | None = None):
+        if faults is not None and faults.active and not realtime:
+            raise ValueError("link faults apply to a real-time robot (lockstep has no link)")
+        self.cfg, self.lockstep, self.rt_priority, self.faults = cfg, not realtime, rt_priority, faults
         self.name = cfg.name
         self.control_dt = control_dt
         self.process: mp.process.BaseProcess | None = None
@@ -230,7 +257,7 @@ class MujocoRobot:
         self._sim: MujocoSim | None = None
         self._next: StateSample | None = None
 
-    def connect(self, timeout: float = 60.0) -> StateSample:
+    def connect(self, timeout: float = 60.0, cancel: Callable[[], bool] | None = None) -> StateSample:
         if self.lockstep:
             self._sim = MujocoSim(self.cfg)
             dt = self.control_dt or self._sim.task.cfg.control_dt
@@ -242,9 +269,11 @@ class MujocoRobot:
                                    daemon=True)
         self.process.start()
         theirs.close()
+        if self.faults is not None and self.faults.active:
+            ours = FaultySocket(ours, self.faults)
         self._client = DatagramRobot(ours, None, self.name, self.source)
         try:
-            return self._client.connect(timeout)
+            return self._client.connect(timeout, cancel)
         except RobotLost:
             self.close()
             raise
@@ -259,6 +288,8 @@ class MujocoRobot:
         return sample
 
     def send_command(self, command: Command) -> None:
+        if self._sim is None and self._client is None:
+            raise RobotLost(f"{self.name}: not connected")
         if self.lockstep:
             self._sim.submit(command)
             self._sim.step(self._substeps)
