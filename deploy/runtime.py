@@ -38,7 +38,7 @@ from deploy.clock import Rate, realtime_scheduling
 from deploy.policy import OnnxPolicy
 from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
-from deploy.robots import Robot, make_robot, spec_control_dt
+from deploy.robots import Robot, RobotOptions, make_robot, spec_control_dt
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
 from deploy.robots.udp import ConnectCancelled, Faults
 from deploy.safety import Actuators, SafetyConfig, SafetyLayer
@@ -415,8 +415,8 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
             perturb = Perturbation.load(perturb)
         spec = load_spec(checkpoint)
         spec_control_dt(spec, f"{checkpoint}/spec.json")
-        robot = make_robot(robot, spec, perturb, config.realtime, config.seed, config.rt_priority,
-                           faults, key)
+        robot = make_robot(robot, spec, RobotOptions(perturb, config.realtime, config.seed,
+                                                     config.rt_priority, faults, key))
     elif perturb is not None or faults is not None or key is not None:
         raise ValueError("perturb, faults and key apply when the robot is given by name")
     return Runtime(checkpoint, robot, config, policy).run(duration, log_path, connect_timeout)

@@ -182,8 +182,8 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_robot_server(args: argparse.Namespace) -> int:
     from deploy.robots.mujoco import SimConfig
     from envs.perturbation import Perturbation
-    from deploy.robots.udp import serve_udp
-    from deploy.robots.udp import bind_server, load_key
+    from deploy.robots.udp import load_key
+    from deploy.robots.udp_server import bind_server, serve_udp
     from simrl.core.spec import load_spec
     spec = load_spec(args.checkpoint) if args.checkpoint else {"task": args.task, "task_config": {}}
     perturbation = Perturbation.load(args.perturb) if args.perturb else None

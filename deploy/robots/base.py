@@ -9,12 +9,14 @@ state, so the same ``task.observation`` runs on the simulator and on the robot.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
-from envs.perturbation import MOTOR_FIELDS
+from envs.perturbation import MOTOR_FIELDS, Perturbation
+from simrl.core.registry import Registry
 from simrl.core.robot_state import RobotState
 
 RUN, DAMP = 0, 1  # command modes
@@ -105,3 +107,66 @@ def compose_state(fields: dict[str, np.ndarray], task_state: dict[str, np.ndarra
     extras.update({k: v.copy() for k, v in task_state.items() if k != "command"})
     command = task_state.get("command", np.zeros((1, 0)))
     return RobotState(**kw, command=command, last_action=last_action[None], extras=extras)
+
+
+# -- back-ends by URI scheme ----------------------------------------------------------------------
+@dataclass
+class RobotOptions:
+    """What ``simrl deploy`` passes every back-end; each refuses the options it cannot honour."""
+
+    perturbation: Perturbation | None = None  # reality proxy (simulated robots)
+    realtime: bool = True                     # False: lockstep with the runtime (simulated robots)
+    seed: int = 0
+    rt_priority: int | None = None            # SCHED_FIFO priority of a robot process
+    faults: Any = None                        # deploy.robots.udp.Faults injected into the link
+    key: bytes | None = None                  # HMAC key of a network link
+
+
+RobotFactory = Callable[[str, dict, RobotOptions], Robot]
+
+
+@dataclass(frozen=True)
+class BackEnd:
+    scheme: str
+    usage: str
+    factory: RobotFactory
+
+
+ROBOTS: Registry[BackEnd] = Registry("robot back-end", "deploy.robots")
+
+
+def register_robot(scheme: str, usage: str) -> Callable[[RobotFactory], RobotFactory]:
+    """Decorator on ``factory(uri, spec, options) -> Robot``: robots named ``scheme``,
+    ``scheme:...`` or ``scheme://...`` are built by it. ``usage`` is shown in errors and help."""
+    def add(factory: RobotFactory) -> RobotFactory:
+        ROBOTS.register(scheme, BackEnd(scheme, usage, factory))
+        return factory
+    return add
+
+
+def robot_scheme(uri: str) -> str:
+    """``udp`` for ``udp://host:port``, ``mujoco`` for ``mujoco`` and ``mujoco:model.xml``."""
+    return uri.split("://", 1)[0] if "://" in uri else uri.split(":", 1)[0]
+
+
+def make_robot(uri: str, spec: dict[str, Any], options: RobotOptions | None = None) -> Robot:
+    """The robot named ``uri`` for a checkpoint ``spec``, built by its registered back-end."""
+    scheme = robot_scheme(uri)
+    if scheme not in ROBOTS:
+        usages = "; ".join(b.usage for b in ROBOTS.values())
+        raise ValueError(f"unknown robot {uri!r}; back-ends: {usages}")
+    return ROBOTS.get(scheme).factory(uri, spec, options or RobotOptions())
+
+
+def spec_control_dt(spec: dict[str, Any], where: str = "checkpoint spec") -> float:
+    """The spec's ``control_dt`` (seconds, finite, > 0); ValueError naming the field."""
+    if "control_dt" not in spec:
+        raise ValueError(f"{where}: missing field 'control_dt' (the control period in seconds)")
+    try:
+        dt = float(spec["control_dt"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field 'control_dt' must be a number, got "
+                         f"{spec['control_dt']!r}") from None
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"{where}: field 'control_dt' must be finite and > 0, got {dt}")
+    return dt

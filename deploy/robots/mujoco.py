@@ -29,13 +29,13 @@ import mujoco
 import numpy as np
 
 from deploy.clock import Rate, realtime_scheduling
-from deploy.robots.base import DAMP, Command, LinkStats, RobotLost, StateSample, measured_fields
+from deploy.robots.base import (DAMP, Command, LinkStats, RobotLost, RobotOptions, StateSample,
+                                measured_fields, register_robot, spec_control_dt)
 from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Faults, FaultySocket,
                                Link, ProtocolError, SessionGate, decode_command, encode_state)
 from deploy.safety import Actuators
 from envs.perturbation import Perturbation
-from envs.tasks import task_from_spec
-from envs.tasks import make_config
+from envs.tasks import make_config, task_from_spec
 
 
 @dataclass
@@ -308,3 +308,15 @@ class MujocoRobot:
             if self.process.is_alive():
                 self.process.terminate()
                 self.process.join(2.0)
+
+
+@register_robot("mujoco", "mujoco or mujoco:MODEL.xml: the task's MuJoCo model (or your MJCF) in a "
+                          "robot process, with a perturbation file as the reality proxy")
+def make_mujoco_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> MujocoRobot:
+    """The ``mujoco[:MODEL.xml]`` back-end."""
+    if options.key is not None:
+        raise ValueError("a link key applies to udp robots; the mujoco robot's link is a local "
+                         "socket pair")
+    cfg = SimConfig.from_spec(spec, uri.partition(":")[2] or None, options.perturbation, options.seed)
+    return MujocoRobot(cfg, options.realtime, spec_control_dt(spec), options.rt_priority,
+                       options.faults)

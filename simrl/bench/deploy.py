@@ -88,7 +88,7 @@ def measure_inference(checkpoint: Path, calls: int, rounds: int) -> dict:
 def measure_loop(checkpoint: Path, duration: float, rt_priority: int | None, log: Path) -> dict:
     import deploy
     from deploy.robots.mujoco import SimConfig
-    from deploy.robots.udp import ServerProcess
+    from deploy.robots.udp_server import ServerProcess
     from simrl.core.spec import load_spec
     spec = load_spec(checkpoint)
     # a starved robot server on a shared machine must not end the measurement: 1 s watchdog
