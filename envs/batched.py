@@ -139,6 +139,9 @@ def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
     if isinstance(dr, Mapping):
         ranges = make_ranges(dict(dr), task.model)
         return ranges, Uniform.from_ranges(ranges)
+    if not all(hasattr(dr, a) for a in ("names", "sample", "log_prob", "entropy")):
+        raise RandomizationError(f"dr must be 'none', 'uniform', a mapping {{param: [low, high]}} or a "
+                                 f"distribution object, got {type(dr).__name__}")
     by_name = {r.name: r for r in defaults}
     ranges = []
     for i, name in enumerate(dr.names):
@@ -199,8 +202,12 @@ class BatchedEnv(VecEnv):
         else:
             raise ValueError(f"unknown physics backend {physics!r}: use 'rollout' or 'serial'")
 
-        self.max_latency = int(np.ceil(self.space.high[self.space.env_index["latency"]].max())
-                               ) if self.space.env_index["latency"] else 0
+        latency = self.space.high[self.space.env_index["latency"]]
+        if latency.size and latency.max() > task.cfg.max_episode_steps:
+            raise RandomizationError(f"latency: high {latency.max():g} control steps is longer than an "
+                                     f"episode ({task.cfg.max_episode_steps} steps); latency is counted "
+                                     "in whole control steps")
+        self.max_latency = int(np.ceil(latency.max())) if latency.size else 0
         self.state = np.zeros((n, self.nstate))
         self.sensordata = np.zeros((n, m.nsensordata))
         self.ctrl_history = np.zeros((n, self.max_latency + 1, m.nu))

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import mujoco
 import numpy as np
@@ -253,9 +253,18 @@ def make_ranges(spec: dict[str, Sequence[float]], model: mujoco.MjModel) -> list
 
     Without a nominal, the model's own value is used when it lies in the range, else the midpoint.
     """
+    if not isinstance(spec, Mapping):
+        raise RandomizationError(f"randomization ranges must be a mapping {{param: [low, high]}}, "
+                                 f"got {type(spec).__name__}")
     ranges = []
-    for name, values in spec.items():
-        values = [float(v) for v in values]
+    for name, raw in spec.items():
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+            raise RandomizationError(f"{name}: expected [low, high] or [low, high, nominal], got {raw!r}")
+        try:
+            values = [float(v) for v in raw]
+        except (TypeError, ValueError):
+            raise RandomizationError(f"{name}: expected numbers [low, high] or [low, high, nominal], "
+                                     f"got {list(raw)!r}") from None
         if len(values) not in (2, 3):
             raise RandomizationError(f"{name}: expected (low, high) or (low, high, nominal), got {values}")
         low, high = values[0], values[1]

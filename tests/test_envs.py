@@ -287,3 +287,15 @@ def test_hopper_reward_matches_gymnasium_v5():
             break
     assert np.abs(np.asarray(velocities)).max() > 0.05          # the hopper did move
     assert np.allclose(rewards, ref_rewards, atol=0.05)
+
+
+@pytest.mark.parametrize("dr, message", [
+    ({"latency": (0, 1e9)}, "latency: high 1e+09 control steps is longer than an episode"),
+    ({"mass:torso": "wide"}, "mass:torso: expected [low, high]"),
+    ({"mass:torso": ["a", 2]}, "mass:torso: expected numbers"),
+    ([["mass:torso", 0.5, 1.5]], "a mapping {param: [low, high]} or a distribution object, got list"),
+])
+def test_bad_dr_ranges_name_the_parameter(dr, message):
+    """Ranges from a user's ``--dr`` file: one clear error, no huge allocation."""
+    with pytest.raises(RandomizationError, match=re.escape(message)):
+        envs.make("hopper", 2, dr=dr)
