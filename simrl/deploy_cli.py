@@ -98,6 +98,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="hold this share of incoming states back, so they arrive late (default: 0)")
     soak.add_argument("--link-delay-packets", type=int, default=3,
                       help="a held state arrives after this many newer ones (default: 3)")
+    soak.add_argument("--link-latency", type=float, default=0.0, metavar="SECONDS",
+                      help="hold every incoming state this long (a fixed one-way delay, e.g. 0.05; "
+                           "default: 0)")
     soak.add_argument("--link-seed", type=int, default=0, help="seed of the injected faults")
     p.add_argument("--end-on-termination", action=argparse.BooleanOptionalAction, default=True,
                    help="end the run when the task terminates (a fall) (default: yes)")
@@ -158,10 +161,11 @@ def run_deploy(args: argparse.Namespace) -> int:
                                   command=tuple(args.task_command) if args.task_command else None,
                                   end_on_termination=args.end_on_termination,
                                   rt_priority=args.rt_priority, safety=safety)
-    faults = Faults(args.link_loss, args.link_delay, args.link_delay_packets, args.link_seed)
+    faults = Faults(args.link_loss, args.link_delay, args.link_delay_packets, args.link_seed,
+                    args.link_latency)
     key = load_key(args.key_file) if args.key_file else None
-    injected = (f", injecting {args.link_loss:.0%} loss and {args.link_delay:.0%} delay"
-                if faults.active else "")
+    injected = (f", injecting {args.link_loss:.0%} loss, {args.link_delay:.0%} reordering delay and "
+                f"{args.link_latency * 1000:g} ms latency" if faults.active else "")
     print(f"deploying {ckpt} on {args.robot} for {args.duration:g} s{injected} (Ctrl-C: e-stop)",
           flush=True)
     try:

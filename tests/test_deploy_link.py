@@ -24,7 +24,7 @@ import deploy
 from deploy.clock import Rate
 from deploy.robots.base import DAMP, RUN, Command, RobotLost
 from deploy.robots.mujoco import MujocoRobot, MujocoSim, SimConfig
-from deploy.robots.udp import (ACCEPT, COMMAND, HELLO, NONCE_SIZE, STATE, Faults, Link,
+from deploy.robots.udp import (ACCEPT, COMMAND, HELLO, NONCE_SIZE, STATE, Faults, FaultySocket, Link,
                                ProtocolError, SessionGate, UdpRobot, decode, decode_command,
                                encode, encode_command, encode_state, load_key)
 from policies.export import export
@@ -298,7 +298,7 @@ def test_deploy_injects_loss_and_delay(server, go1_ckpt, tmp_path):
                           "--link-loss", "0.05", "--link-delay", "0.05", "--json", str(tmp_path / "r.json")],
                          capture_output=True, text=True, timeout=120, cwd=REPO, env=ENV)
     assert out.returncode == 0, out.stderr
-    assert "injecting 5% loss and 5% delay" in out.stdout
+    assert "injecting 5% loss, 5% reordering delay and 0 ms latency" in out.stdout
     import json
     link = json.loads((tmp_path / "r.json").read_text())["link"]
     assert link["lost"] > 0 and link["late"] > 0
@@ -394,3 +394,25 @@ def test_deploy_and_robot_server_errors_are_one_line(go1_ckpt, tmp_path, capsys)
     assert main(["robot-server", "--host", "192.0.2.1", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "cannot serve on udp://192.0.2.1:0" in err and "address of this machine" in err
+
+
+def test_link_latency_holds_every_state_in_order():
+    """``--link-latency``: a fixed one-way delay in wall time; packets keep their order."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.setblocking(False)
+    faulty = FaultySocket(b, Faults(latency_s=0.05))
+    sent = [encode(STATE, i, 0.0, b"x", session=1) for i in range(3)]
+    t0 = time.monotonic()
+    for data in sent:
+        a.send(data)
+    with pytest.raises(BlockingIOError):
+        faulty.recvfrom(4096)  # nothing is due yet
+    got = []
+    while len(got) < 3 and time.monotonic() - t0 < 2.0:
+        try:
+            got.append(faulty.recvfrom(4096)[0])
+        except BlockingIOError:
+            time.sleep(0.002)
+    assert got == sent and time.monotonic() - t0 >= 0.05
+    with pytest.raises(ValueError, match="latency"):
+        Faults(latency_s=-1.0)

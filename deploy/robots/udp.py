@@ -59,6 +59,7 @@ the robot server clamps every command to the model's joint and control ranges an
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import os
@@ -364,13 +365,16 @@ class Faults:
     """Link faults for soak tests and ``simrl deploy --link-loss/--link-delay``: each incoming
     STATE or COMMAND packet is dropped with probability ``loss`` or held back with probability
     ``delay`` until ``delay_packets`` newer ones went through (so it arrives late, out of
-    order); each outgoing one is dropped with probability ``loss``. The handshake (HELLO,
-    ACCEPT, BYE) passes untouched. Seeded: the same packets fare the same way."""
+    order); every incoming one that passes is also held ``latency_s`` seconds of wall time (a
+    fixed one-way delay, in order, like ``netem delay``); each outgoing one is dropped with
+    probability ``loss``. The handshake (HELLO, ACCEPT, BYE) passes untouched. Seeded: the same
+    packets fare the same way."""
 
     loss: float = 0.0
     delay: float = 0.0
     delay_packets: int = 3
     seed: int = 0
+    latency_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("loss", "delay"):
@@ -381,10 +385,12 @@ class Faults:
             raise ValueError(f"link loss + delay must be at most 1, got {self.loss + self.delay}")
         if self.delay_packets < 1:
             raise ValueError(f"link delay packets must be >= 1, got {self.delay_packets}")
+        if not 0.0 <= self.latency_s <= 10.0:
+            raise ValueError(f"link latency must be in [0, 10] s, got {self.latency_s}")
 
     @property
     def active(self) -> bool:
-        return self.loss > 0 or self.delay > 0
+        return self.loss > 0 or self.delay > 0 or self.latency_s > 0
 
 
 def _faultable(data: bytes) -> bool:
@@ -398,11 +404,25 @@ class FaultySocket:
         self._sock, self.faults = sock, faults
         self._rng_in, self._rng_out = random.Random(faults.seed), random.Random(faults.seed + 1)
         self._held: list[list] = []  # [packets still to pass, data, addr]
+        self._line: collections.deque = collections.deque()  # (due time, data, addr)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
     def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        if self.faults.latency_s <= 0:
+            return self._recv_faulted(size)
+        while True:  # everything waiting joins the delay line; packets leave it when due
+            try:
+                self._line.append((time.monotonic() + self.faults.latency_s, *self._recv_faulted(size)))
+            except (BlockingIOError, InterruptedError):
+                break
+        if self._line and self._line[0][0] <= time.monotonic():
+            _, data, addr = self._line.popleft()
+            return data, addr
+        raise BlockingIOError("no delayed packet due yet")
+
+    def _recv_faulted(self, size: int) -> tuple[bytes, Any]:
         while True:
             due = next((h for h in self._held if h[0] <= 0), None)
             if due is not None:
