@@ -9,6 +9,7 @@ Gymnasium's bundled MJCFs; rewards, terminations, observations and reset noise f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -25,9 +26,11 @@ class PlanarLocomotionConfig(TaskConfig):
     ctrl_cost_weight: float = 1e-3
     healthy_reward: float = 1.0
     terminate_when_unhealthy: bool = True
-    healthy_z_range: tuple[float, float] = (-INF, INF)
-    healthy_angle_range: tuple[float, float] = (-INF, INF)
-    healthy_state_range: tuple[float, float] = (-INF, INF)
+    healthy_z_range: tuple[float, float] = (-INF, INF)      # healthy torso height (low, high)
+    healthy_angle_range: tuple[float, float] = (-INF, INF)  # healthy torso angle (low, high)
+    healthy_state_range: tuple[float, float] = (-INF, INF)  # healthy qpos/qvel bounds (hopper)
+    range_fields: ClassVar[tuple[str, ...]] = ("healthy_z_range", "healthy_angle_range",
+                                               "healthy_state_range")
     reset_noise_scale: float = 5e-3
     qvel_noise: str = "uniform"          # halfcheetah v5 uses a normal distribution
     clip_qvel: float | None = 10.0

@@ -10,6 +10,7 @@ the IMU orientation, command, joint positions and velocities, last action.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -41,10 +42,10 @@ class Go1VelocityConfig(TaskConfig):
     control_dt: float = 0.02
     max_episode_steps: int = 1000
     action_scale: float = 0.3                      # rad of joint target per unit action
-    command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame
-    command_vy: tuple[float, float] = (-0.5, 0.5)
-    command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s
-    zero_command_prob: float = 0.1
+    command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
+    command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
+    command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s: (low, high) of the turn command
+    zero_command_prob: float = 0.1                 # chance of a zero command per episode
     reset_joint_noise: float = 0.1                 # rad, uniform
     fall_gravity_z: float = -0.5                   # terminate when body z tilts past ~60 deg
     fall_height: float = 0.12                      # ... or the trunk drops below this (m)
@@ -53,6 +54,7 @@ class Go1VelocityConfig(TaskConfig):
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:trunk": (0.8, 1.3), "com_x:trunk": (-0.03, 0.03), "friction:floor": (0.5, 1.6),
         "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0)})
+    range_fields: ClassVar[tuple[str, ...]] = ("command_vx", "command_vy", "command_yaw_rate")
 
 
 @register_task

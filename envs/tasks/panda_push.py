@@ -9,6 +9,7 @@ the cube's centre ends within ``success_distance`` of the goal in the table plan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -28,6 +29,7 @@ class PandaPushConfig(TaskConfig):
     cube_xy_low: tuple[float, float] = (0.45, -0.1)
     cube_xy_high: tuple[float, float] = (0.55, 0.1)
     goal_distance: tuple[float, float] = (0.1, 0.2)  # m from the cube's start
+    range_fields: ClassVar[tuple[str, ...]] = ("goal_distance",)
     workspace_low: tuple[float, float] = (0.3, -0.3)
     workspace_high: tuple[float, float] = (0.75, 0.3)
     success_distance: float = 0.05
