@@ -111,19 +111,27 @@ def parse(cls: type[T], argv: Sequence[str], prog: str, description: str | None 
 
 
 def _one_line(text: str) -> str:
-    """The title and first paragraph of tyro's error box, as one line."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    words: list[str] = []
-    for line in text.splitlines():
-        line = line.strip().strip("│╭╮╰╯|+").strip()
-        if not line.strip("─-"):          # box edges and the separator ending the message
-            if words and not line.strip() == "":
-                break
-            continue
+    """tyro's error box (title, message, separator, details) as one line: title and message.
+    The title is on the box's top edge, or (plain-text boxes) a block of its own."""
+    title, blocks, block = "", [], []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+        line = line.strip().strip("│╭╮╰╯┃|").strip()
         if "For full helptext" in line:
             break
-        words.append(line)
-    return " ".join(words).replace(" :", ":")
+        if line.startswith(("─", "━")) and line.strip("─━ ") and not title and not blocks and not block:
+            title = line.strip("─━ ")           # the top edge: ╭─ Title ───╮
+        elif not line.strip("─━-+ "):          # an edge or a separator ends a block
+            if block:
+                blocks.append(" ".join(block))
+                block = []
+        else:
+            block.append(line)
+    if block:
+        blocks.append(" ".join(block))
+    if not title and len(blocks) > 1:
+        title = blocks.pop(0)
+    message = blocks[0] if blocks else ""
+    return f"{title}: {message}" if title and message else title or message
 
 
 def print_help() -> None:
