@@ -100,6 +100,11 @@ def parse(cls: type[T], argv: Sequence[str], prog: str, description: str | None 
     config = () if flags else (tyro.conf.FlagConversionOff,)
     stderr = io.StringIO()
     kwargs: dict[str, Any] = {} if default is None else {"default": default}
+    # tyro imports torch when "torch" is in sys.modules, even as the None that blocks it (a
+    # robot computer's way to keep torch out): hide the entry while parsing.
+    blocked = {k: None for k in ("torch",) if k in sys.modules and sys.modules[k] is None}
+    for name in blocked:
+        del sys.modules[name]
     try:
         with contextlib.redirect_stderr(stderr):
             return tyro.cli(cls, args=args, prog=prog, description=description, config=config,
@@ -108,6 +113,8 @@ def parse(cls: type[T], argv: Sequence[str], prog: str, description: str | None 
         if exc.code in (0, None):
             raise
         raise UsageError(_one_line(stderr.getvalue()) or "invalid arguments") from None
+    finally:
+        sys.modules.update(blocked)
 
 
 def _one_line(text: str) -> str:
