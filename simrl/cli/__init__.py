@@ -138,7 +138,9 @@ def _one_line(text: str) -> str:
     if not title and len(blocks) > 1:
         title = blocks.pop(0)
     message = blocks[0] if blocks else ""
-    return f"{title}: {message}" if title and message else title or message
+    if title and message and not message.startswith(title):
+        return f"{title}: {message}"
+    return message or title
 
 
 def print_help() -> None:
