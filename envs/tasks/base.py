@@ -28,9 +28,9 @@ class TaskConfig:
     model: str = ""                      # built-in model name or a user MJCF path
     control_dt: float = 0.02             # policy period, seconds
     sim_dt: float | None = None          # physics step; None keeps the model's
-    max_episode_steps: int = 1000
+    max_episode_steps: int = 1000                   # episode length limit, control steps
     # Default ranges for ``dr="uniform"``: name -> (low, high) or (low, high, nominal).
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)  # default DR ranges for --dr uniform: name -> (low, high[, nominal])
     success_return: float | None = None  # used by tasks whose success is a return threshold
     push_interval_steps: int = 150       # when ``push`` is randomized: a push this often ...
     push_duration_steps: int = 5         # ... lasting this many control steps

@@ -24,23 +24,23 @@ JOINTS = tuple(f"{leg}_{j}_joint" for leg in LEGS for j in ("hip", "thigh", "cal
 
 @dataclass
 class Go1RewardWeights:
-    tracking_lin_vel: float = 1.0
-    tracking_ang_vel: float = 0.5
-    tracking_sigma: float = 0.25
-    lin_vel_z: float = -0.5
-    ang_vel_xy: float = -0.05
-    orientation: float = -5.0
-    torques: float = -2e-4
-    action_rate: float = -0.01
-    pose: float = -0.1
-    termination: float = -1.0
+    tracking_lin_vel: float = 1.0                   # weight of linear velocity tracking
+    tracking_ang_vel: float = 0.5                   # weight of yaw rate tracking
+    tracking_sigma: float = 0.25                    # tracking reward width exp(-err^2/sigma)
+    lin_vel_z: float = -0.5                         # penalty on vertical base velocity
+    ang_vel_xy: float = -0.05                       # penalty on roll and pitch rates
+    orientation: float = -5.0                       # penalty on base tilt
+    torques: float = -2e-4                          # penalty on squared torques
+    action_rate: float = -0.01                      # penalty on action changes
+    pose: float = -0.1                              # penalty on deviation from the default pose
+    termination: float = -1.0                       # penalty at a fall
 
 
 @dataclass
 class Go1VelocityConfig(TaskConfig):
-    model: str = "go1-flat"
-    control_dt: float = 0.02
-    max_episode_steps: int = 1000
+    model: str = "go1-flat"                         # built-in model name or a user MJCF path
+    control_dt: float = 0.02                        # policy period, seconds
+    max_episode_steps: int = 1000                   # episode length limit, control steps
     action_scale: float = 0.3                      # rad of joint target per unit action
     command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
     command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
