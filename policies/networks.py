@@ -21,8 +21,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "tanh": nn.Tanh, "relu
 class NetworkConfig:
     """Architecture of the actor and critic."""
 
-    actor_hidden: tuple[int, ...] = (64, 64)
-    critic_hidden: tuple[int, ...] = (64, 64)
+    actor_hidden: tuple[int, ...] = (64, 64)    # actor MLP hidden layer sizes
+    critic_hidden: tuple[int, ...] = (64, 64)   # critic MLP hidden layer sizes
     activation: str = "tanh"             # elu | tanh | relu
     init_log_std: float = 0.0            # initial log of the action noise std
     squash: bool = False                 # tanh on the actor mean (SAC-style actors)

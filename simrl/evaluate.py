@@ -1,17 +1,14 @@
-"""``simrl eval``: mean return and success rate of a checkpoint, with 95% confidence intervals
-(Student t for means, Wilson score for the success rate), as text and JSON.
+"""Evaluation of a policy: episode returns, lengths, success flags and per-step task metrics
+(:func:`run_episodes`), with 95% confidence intervals (Student t for means, Wilson score for
+the success rate: :func:`summarize`). ``simrl eval`` (:mod:`simrl.cli.eval`) is the command.
 
-Each world runs exactly one episode per round (no bias towards short episodes), under the
-task config the checkpoint was trained with unless ``--task.FIELD`` options change it; per-step
-task metrics (e.g. go1-velocity's ``lin_vel_error``) are averaged per episode and reported too.
+Each world runs exactly one episode per round (no bias towards short episodes); per-step task
+metrics (e.g. go1-velocity's ``lin_vel_error``) are averaged per episode.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -112,151 +109,3 @@ def format_summary(result: dict[str, Any]) -> str:
              row("episode length", result["length"])]
     lines += [row(k, v) for k, v in result["metrics"].items()]
     return "\n".join(lines)
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from envs.tasks import TASKS
-    from simrl.config import add_arguments
-
-    p = sub.add_parser("eval", help="evaluate a checkpoint with confidence intervals",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, nargs="+",
-                   help="checkpoint directory or SB3 .zip (several: each is evaluated; the push "
-                        "test draws their curves in one plot)")
-    p.add_argument("--task", default=None, help="task (default: the checkpoint's; required for .zip)")
-    p.add_argument("--dr", default="none",
-                   help="none, uniform, checkpoint (its DR at save time) or a JSON file (default: none)")
-    p.add_argument("--episodes", type=int, default=100, help="episodes (default: 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="policy device (default: cpu)")
-    p.add_argument("--vec-normalize", default=None,
-                   help="SB3 VecNormalize pickle for a .zip (a pickle: needs --trust-pickle)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="WARNING: runs any code in the file. Allow unpickling SB3 files "
-                        "(--vec-normalize, zips simrl cannot read from their JSON); only for files "
-                        "you made yourself")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--grid", default=None, metavar="A,B",
-                   help="success over a 2-D grid of two parameters, e.g. mass:torso,friction or "
-                        "mass:torso=0.3:2,friction=0.2:2 (ranges default to the task's)")
-    p.add_argument("--points", type=int, default=10, help="grid points per axis (default: 10)")
-    p.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid point (default: 4)")
-    p.add_argument("--push-test", action="store_true",
-                   help="success rate under pushes of growing magnitude from 8 directions")
-    p.add_argument("--push-repeats", type=int, default=4,
-                   help="pushes per direction and magnitude (default: 4; 8 directions)")
-    p.add_argument("--out", default=None,
-                   help="directory for the grid heatmap / push-test curve (PNG + JSON)")
-    add_arguments(p, [t.config_class for t in TASKS.values()], "task", "task config options")
-    p.set_defaults(func=run)
-
-
-def load_for_eval(checkpoint: str, args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
-    """(policy, spec, task, env wrapper or None) of one checkpoint."""
-    import policies
-    from envs.tasks import make_config, make_task
-    from envs.tasks import config_from_spec
-    from simrl.config import overrides_from_args
-    from simrl.core.config import apply_overrides
-
-    options = {"vec_normalize": args.vec_normalize} if args.vec_normalize else {}
-    if Path(checkpoint).suffix == ".zip":
-        options["trust_pickle"] = args.trust_pickle
-    policy = policies.load(checkpoint, task=args.task, device=args.device, **options)
-    spec = policy.spec
-    base = (config_from_spec(spec) if Path(checkpoint).suffix != ".zip" else make_config(spec["task"]))
-    cfg = apply_overrides(base, overrides_from_args(args, "task"), "task")
-    task = make_task(spec["task"], config=cfg)
-    wrap = None
-    if spec.get("residual"):
-        from simrl.robust.residual import ResidualEnv
-        wrap = lambda env: ResidualEnv.from_spec(env, spec["residual"])  # noqa: E731
-    elif spec.get("privileged") or spec.get("history"):
-        from simrl.robust.distill import wrapper_from_spec
-        wrap = wrapper_from_spec(spec)
-    return policy, spec, task, wrap
-
-
-def run(args: argparse.Namespace) -> int:
-    from envs.distributions import distribution_from_dict
-    from simrl.core.config import to_jsonable
-    from simrl.train import resolve_dr
-
-    if args.episodes < 1:
-        raise ValueError("--episodes must be >= 1")
-    if args.push_test:
-        return run_push_test(args)
-    results = []
-    for checkpoint in args.checkpoint:
-        policy, spec, task, wrap = load_for_eval(checkpoint, args)
-        if args.grid:
-            results.append(run_grid(checkpoint, policy, spec, task, wrap, args))
-            continue
-        if args.dr == "checkpoint":
-            if spec.get("dr") is None:
-                raise ValueError(f"{checkpoint} records no DR distribution")
-            dr = distribution_from_dict(spec["dr"])
-        else:
-            dr = resolve_dr(args.dr)
-        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap)
-        result = {"checkpoint": str(checkpoint), "task": task.name, "dr": args.dr,
-                  "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
-                  **summarize(episodes)}
-        print(format_summary(result))
-        results.append(result)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        data = results[0] if len(results) == 1 else results
-        Path(args.json).write_text(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
-    return 0
-
-
-def run_grid(checkpoint: str, policy: Any, spec: dict, task: Any, wrap: Any,
-             args: argparse.Namespace) -> dict[str, Any]:
-    """``--grid``: success heatmap over two parameters and the solved fraction."""
-    from dataclasses import asdict
-
-    from simrl.dr.grid import grid_eval, parse_grid, write_grid
-
-    if wrap is not None:
-        raise ValueError(f"{checkpoint}: --grid does not support checkpoints trained in an env wrapper "
-                         "(residual, privileged teacher, history student)")
-    grid = parse_grid(args.grid, dict(task.cfg.randomization))
-    result = grid_eval(policy, task, grid, args.points, args.grid_episodes, seed=args.seed)
-    out = Path(args.out or Path(checkpoint) / "grid")
-    out.mkdir(parents=True, exist_ok=True)
-    write_grid(result, out / "grid.json", out / "grid.png", title=Path(checkpoint).name)
-    print(f"{checkpoint}: {result.params[0]} x {result.params[1]}, {args.points}x{args.points} points, "
-          f"{args.grid_episodes} episodes each: solved fraction {result.solved_fraction:.0%} "
-          f"(success >= {result.solved_threshold:.0%}); heatmap {out / 'grid.png'}")
-    return {"checkpoint": str(checkpoint), **asdict(result)}
-
-
-def run_push_test(args: argparse.Namespace) -> int:
-    """``--push-test``: success rate against push magnitude, one curve per checkpoint."""
-    from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
-
-    results = {}
-    for checkpoint in args.checkpoint:
-        policy, spec, task, wrap = load_for_eval(checkpoint, args)
-        if wrap is not None:
-            raise ValueError(f"{checkpoint}: --push-test does not support checkpoints trained in an env "
-                             "wrapper (residual, privileged teacher, history student)")
-        if task.root_body is None:
-            raise ValueError(f"task {task.name} has no base to push")
-        cfg = PushTestConfig(seed=args.seed, repeats=args.push_repeats)
-        name = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
-        results[name] = push_test(policy, task.name, cfg, **_config_fields(task.cfg))
-    print(format_results(results))
-    out = Path(args.out or "push_test")
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(results, out / "push_test.json", out / "push_test.png")
-    print(f"curves: {out / 'push_test.png'}")
-    return 0
-
-
-def _config_fields(cfg: Any) -> dict[str, Any]:
-    """A task config as keyword overrides (the push test rebuilds the task with its command)."""
-    from dataclasses import fields
-    skip = {"command_vx", "command_vy", "command_yaw_rate", "zero_command_prob", "max_episode_steps"}
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from policies.networks import ActorCritic, RunningNorm
+from simrl.core.config import require
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -32,22 +33,35 @@ class PPOConfig:
     """PPO hyperparameters (an iteration is ``num_steps`` x ``num_envs`` env steps)."""
 
     num_steps: int = 32                  # rollout length per world and iteration
-    num_epochs: int = 5
-    num_minibatches: int = 4
-    learning_rate: float = 3e-4
+    num_epochs: int = 5                  # passes over each rollout
+    num_minibatches: int = 4             # minibatches per epoch
+    learning_rate: float = 3e-4          # Adam learning rate (start value with the adaptive schedule)
     schedule: str = "adaptive"           # adaptive (KL-driven, rsl_rl) | fixed
-    desired_kl: float = 0.01
-    min_lr: float = 1e-5
-    max_lr: float = 1e-2
-    gamma: float = 0.99
+    desired_kl: float = 0.01             # KL target of the adaptive schedule
+    min_lr: float = 1e-5                 # adaptive schedule's lower bound
+    max_lr: float = 1e-2                 # adaptive schedule's upper bound
+    gamma: float = 0.99                  # discount factor
     lam: float = 0.95                    # GAE lambda
-    clip_param: float = 0.2
-    clip_value: bool = True
-    value_loss_coef: float = 1.0
-    entropy_coef: float = 0.002          # 0 lets the hopper's action std collapse on some seeds
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = True
+    clip_param: float = 0.2              # PPO ratio clip (and value clip)
+    clip_value: bool = True              # clip the value update like the policy's
+    value_loss_coef: float = 1.0         # weight of the value loss
+    entropy_coef: float = 0.002          # entropy bonus weight; 0 lets the hopper's action std collapse on some seeds
+    max_grad_norm: float = 1.0           # gradient norm clip
+    normalize_advantages: bool = True    # standardize advantages per minibatch
     normalize_rewards: bool = True       # divide rewards by the std of the discounted return
+
+    def validate(self) -> None:
+        for name in ("num_steps", "num_epochs", "num_minibatches"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "min_lr", "max_lr", "clip_param"):
+            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        require(self.min_lr <= self.max_lr, "min_lr", f"{self.min_lr} exceeds max_lr {self.max_lr}")
+        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        require(0 <= self.lam <= 1, "lam", f"must be in [0, 1], got {self.lam}")
+        require(self.schedule in ("adaptive", "fixed"), "schedule",
+                f"use adaptive or fixed, got {self.schedule!r}")
+        for name in ("desired_kl", "value_loss_coef", "entropy_coef", "max_grad_norm"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
     def __post_init__(self) -> None:
         if self.schedule not in ("adaptive", "fixed"):

@@ -16,9 +16,9 @@ Everything lands in ``--out``: runs, ranking report (``rank/index.html``), logs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +31,14 @@ PROXY = Perturbation(params={"mass:torso": 1.35, "mass:foot": 0.8, "friction": 0
                      latency=0.008, noise={"joint_pos": 0.005, "joint_vel": 0.05})
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="run the whole simrl loop on a small scale",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/quickstart", help="output directory (default: runs/quickstart)")
-    p.add_argument("--steps", type=int, default=800_000,
-                   help="env steps per training run (default: 800,000: hopper hops by then)")
-    p.add_argument("--num-envs", type=int, default=64, help="worlds per env (default: 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=run)
+@dataclass
+class QuickstartConfig:
+    """Options of ``simrl quickstart``."""
+
+    out: str = "runs/quickstart"         # output directory
+    steps: int = 800_000                 # env steps per training run (hopper hops by then)
+    num_envs: int = 64                   # worlds per env
+    seed: int = 0                        # random seed
 
 
 def _section(title: str) -> None:
@@ -64,7 +63,7 @@ def _rollout(env, controller, steps: int) -> dict:
             "steps_per_s": env.num_envs * steps / (time.perf_counter() - t)}
 
 
-def stage_environments(args: argparse.Namespace) -> None:
+def stage_environments(args: QuickstartConfig) -> None:
     import envs
     from policies.base import RandomController, StandController
 
@@ -89,7 +88,7 @@ def stage_environments(args: argparse.Namespace) -> None:
     hop.close()
 
 
-def stage_training(args: argparse.Namespace, out: Path) -> dict[str, Path]:
+def stage_training(args: QuickstartConfig, out: Path) -> dict[str, Path]:
     from simrl.cli import main
 
     _section("2. Training: PPO with no randomization, uniform and DORAEMON")
@@ -187,7 +186,7 @@ def stage_deploy(best: Path, out: Path) -> None:
     print(report.summary())
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: QuickstartConfig) -> int:
     t = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""``simrl train``: PPO on the batched env (or SB3 PPO/SAC on the Gymnasium env), with a live
-progress bar, TensorBoard scalars, periodic self-describing checkpoints and resume.
+"""Training runs: the run configuration, the :class:`Trainer` base every algorithm builds on,
+and :func:`make_trainer` (the trainer of the configured algorithm, looked up in
+:data:`simrl.algos.ALGORITHMS`). ``simrl train`` (:mod:`simrl.cli.train`) is the command.
 
 A run directory holds ``config.json`` (the resolved configuration: every field of every
 section), ``tb/`` (TensorBoard events), ``checkpoints/step_XXXXXXXXX/`` and ``final/``. Each
@@ -8,19 +9,17 @@ critic, normalizers, learning rate, step counter, RNG states) that ``--resume`` 
 Resuming is reproducible (the same checkpoint always continues the same way), but the episodes
 running at the checkpoint start over, so it is not bit-identical to an uninterrupted run.
 
-Every config field can be set from the command line: ``--ppo.learning-rate 1e-3``,
-``--network.actor-hidden 256 256``, ``--task.max-episode-steps 500``.
-
-Other algorithms plug in through :class:`Trainer`'s hooks: ``on_episodes`` sees every batch of
+Algorithms plug in through :class:`Trainer`'s hooks: ``on_episodes`` sees every batch of
 finished episodes (DORAEMON updates its distribution from them and calls
-``trainer.env.set_distribution``), ``on_iteration`` runs after each PPO update, and objects
+``trainer.env.set_distribution``), ``on_iteration`` runs after each update, and objects
 registered in ``trainer.stateful`` are saved with the training state and restored on resume.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
+import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -35,16 +34,12 @@ import torch
 
 import policies
 from policies.checkpoint import atomic_write, fsync_dir
+from policies.networks import NetworkConfig, Policy
+from simrl.algos import ALGORITHMS, Algorithm
+from simrl.core.config import apply_overrides, from_dict, require, to_jsonable, validate
 from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
-from policies.networks import ActorCritic, NetworkConfig, Policy
-from simrl.config import add_arguments
-from simrl.core.config import apply_overrides, from_dict, to_jsonable
 from simrl.core.progress import progress
-from simrl.dr.curriculum import DoraemonTrainConfig
-from simrl.ppo import PPO, PPOConfig
-from simrl.robust.hinf import HinfConfig
 
-ALGORITHMS = ("ppo", "sb3-ppo", "sb3-sac")
 TRAINING_STATE = "training_state.pt"
 CONFIG_FILE = "config.json"
 # Options that may change when a run is resumed; everything else must stay as it was.
@@ -56,71 +51,120 @@ RESUMABLE = ("train.steps", "train.device", "train.checkpoint_every", "train.pro
 class TrainConfig:
     """What to train, where and for how long."""
 
-    task: str = "hopper"
-    algo: str = "ppo"                    # ppo | sb3-ppo | sb3-sac
-    dr: str = "none"                     # none | uniform | doraemon | JSON file (distribution or {param: [lo, hi]})
-    robust: str = "none"                 # none | hinf (adversarial disturber, PPO only)
-    residual: str = ""                   # residual RL on a frozen base: stand | trot | pusher | checkpoint | SB3 zip
+    task: str = "hopper"                 # task name (envs.tasks.TASKS)
+    algo: str = "ppo"                    # algorithm name (simrl.algos.ALGORITHMS)
+    dr: str = "none"                     # none | uniform | doraemon (entropy-maximizing, adapts to the policy's success) | JSON file (distribution or {param: [lo, hi]})
+    robust: str = "none"                 # none | hinf (adversarial disturber pushes the base under an H-infinity constraint; PPO only)
+    residual: str = ""                   # residual RL on a frozen base: stand | trot (go1) | pusher (panda) | checkpoint directory | SB3 .zip; empty: none
     residual_scale: float = 0.2          # action = base + residual_scale * residual
-    num_envs: int = 64
+    num_envs: int = 64                   # parallel worlds
     steps: int = 3_000_000               # total env steps (all worlds together)
     device: str = "auto"                 # auto | cpu | cuda[:i]
-    seed: int = 0
+    seed: int = 0                        # random seed
     out: str = ""                        # run directory; default runs/{task}-{algo}-s{seed}
-    checkpoint_every: int = 500_000      # env steps between checkpoints
+    checkpoint_every: int = 500_000      # env steps between checkpoints; 0: final only
     threads: int = 0                     # torch CPU threads; 0 = half the cores (the sim uses the rest)
     progress: bool = True                # live progress bar
     vec_env: str = "dummy"               # SB3 only: dummy | subproc
-    trust_pickle: bool = False           # allow unpickling SB3 files (runs their code): residual base zips, SB3 resume
+    trust_pickle: bool = False           # WARNING: runs any code in the file. Allow unpickling SB3 files (a residual base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run); only for files you made yourself
 
-
-@dataclass
-class SACConfig:
-    """Stable-Baselines3 SAC hyperparameters (``--algo sb3-sac``)."""
-
-    learning_rate: float = 3e-4
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    learning_starts: int = 10_000
-    tau: float = 0.005
-    gamma: float = 0.99
-    train_freq: int = 1
-    gradient_steps: int = 1
+    def validate(self) -> None:
+        require(self.num_envs >= 1, "num_envs", f"must be >= 1, got {self.num_envs}")
+        require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        require(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
+        require(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
+        require(self.residual_scale > 0, "residual_scale", f"must be > 0, got {self.residual_scale}")
+        require(self.robust in ("none", "hinf"), "robust", f"use none or hinf, got {self.robust!r}")
+        require(self.vec_env in ("dummy", "subproc"), "vec_env", f"use dummy or subproc, got {self.vec_env!r}")
 
 
 @dataclass
 class RunConfig:
-    """The whole resolved configuration of a run (what ``config.json`` holds)."""
+    """The whole resolved configuration of a run (what ``config.json`` holds): ``train``,
+    ``network``, ``task`` (the task's config dataclass) and one section per registered
+    algorithm section (``ppo``, ``sac``, ``doraemon``, ``hinf``, ...; see
+    :func:`run_config_class`)."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    sac: SACConfig = field(default_factory=SACConfig)
-    doraemon: DoraemonTrainConfig = field(default_factory=DoraemonTrainConfig)
-    hinf: HinfConfig = field(default_factory=HinfConfig)
     task: Any = None                     # the task's config dataclass (envs.make_config)
 
 
-# Defaults by algorithm, applied after the task's (``Task.train_defaults``) and before the user's.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "sb3-sac": {"train.num_envs": 1, "network.actor_hidden": (256, 256),
-                "network.critic_hidden": (256, 256), "network.activation": "relu",
-                "network.normalize_obs": False},
-}
+def algorithm_sections() -> dict[str, type]:
+    """Section name -> config class over every registered algorithm (one class per name)."""
+    sections: dict[str, type] = {}
+    for algo in ALGORITHMS.values():
+        for name, cls in algo.sections.items():
+            if name in ("train", "network", "task"):
+                raise ValueError(f"algorithm {algo.name}: section name {name!r} is reserved")
+            if sections.setdefault(name, cls) is not cls:
+                raise ValueError(f"algorithm {algo.name}: section {name!r} is already a "
+                                 f"{sections[name].__name__}")
+    return sections
+
+
+def run_config_class(task_config: type) -> type:
+    """The :class:`RunConfig` subclass whose ``task`` is ``task_config`` and that has a field
+    for every registered algorithm section."""
+    return _run_config_class(task_config, tuple(algorithm_sections().items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_config_class(task_config: type, sections: tuple[tuple[str, type], ...]) -> type:
+    fields = [(name, cls, field(default_factory=cls)) for name, cls in sections]
+    fields.append(("task", task_config, field(default_factory=task_config)))
+    cls = dataclasses.make_dataclass("RunConfig", fields, bases=(RunConfig,))
+    cls.__module__ = __name__
+    cls.__doc__ = RunConfig.__doc__
+    return cls
+
+
+def default_config(task: str, algo: str = "ppo", **train: Any) -> RunConfig:
+    """The defaults of a run of ``task`` with ``algo`` (and other ``train`` fields, e.g.
+    ``residual="pusher"``): every section's defaults, then the task's ``train_defaults``, the
+    algorithm's ``defaults`` and its ``run_defaults`` for these options."""
+    from envs.tasks import TASKS, make_config
+
+    algorithm: Algorithm = ALGORITHMS.get(algo)
+    cfg = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
+    base = {"train.task": task, "train.algo": algo, **{f"train.{k}": v for k, v in train.items()}}
+    cfg = apply_overrides(cfg, {**TASKS.get(task).train_defaults, **algorithm.defaults, **base},
+                          "defaults")
+    if algorithm.run_defaults is not None:
+        cfg = apply_overrides(cfg, dict(algorithm.run_defaults(cfg)), "defaults")
+    return cfg
 
 
 def resolve_config(overrides: dict[str, Any]) -> RunConfig:
-    """The run config for dotted ``overrides`` (``{"ppo.learning_rate": 1e-3, "task.x": ...}``):
-    defaults, then the task's and the algorithm's defaults, then the overrides."""
-    from envs.tasks import TASKS, make_config
+    """The validated run config for dotted ``overrides`` (``{"ppo.learning_rate": 1e-3,
+    "train.task": ...}``): :func:`default_config` of their task, algorithm and train options,
+    then the overrides."""
+    train = {k[len("train."):]: v for k, v in overrides.items() if k.startswith("train.")}
+    task, algo = train.pop("task", TrainConfig.task), train.pop("algo", TrainConfig.algo)
+    cfg = apply_overrides(default_config(task, algo, **train), overrides, "config")
+    return check_config(apply_run_defaults(cfg, given=set(overrides)))
 
-    task = overrides.get("train.task", TrainConfig.task)
-    algo = overrides.get("train.algo", TrainConfig.algo)
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
-    cfg = RunConfig(task=make_config(task))
-    merged = {**TASKS.get(task).train_defaults, **DEFAULTS.get(algo, {}), **overrides}
-    return apply_overrides(cfg, merged, "config")
+
+def apply_run_defaults(cfg: RunConfig, given: set[str]) -> RunConfig:
+    """Recomputes the algorithm's ``run_defaults`` from ``cfg`` (a default may follow another
+    field the user set, e.g. ``hinf.ppo.num_steps`` follows ``ppo.num_steps``) and applies those
+    the user did not set (``given``: dotted keys)."""
+    algorithm = ALGORITHMS.get(cfg.train.algo)
+    if algorithm.run_defaults is None:
+        return cfg
+    derived = {k: v for k, v in algorithm.run_defaults(cfg).items() if k not in given}
+    return apply_overrides(cfg, derived, "defaults")
+
+
+def check_config(cfg: RunConfig) -> RunConfig:
+    """Validates every section (field ranges, no NaN) and the algorithm's options."""
+    validate(cfg)
+    algo = ALGORITHMS.get(cfg.train.algo)
+    t = cfg.train
+    if not algo.wrappers and (t.dr == "doraemon" or t.robust != "none" or t.residual):
+        raise ValueError(f"--dr doraemon, --robust and --residual are not available with "
+                         f"--algo {t.algo} (use --algo ppo)")
+    return cfg
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -128,11 +172,18 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Rebuilds a :class:`RunConfig` from ``config.json`` content."""
-    from envs.tasks import make_config
+    """Rebuilds a run config from ``config.json`` content."""
+    from envs.tasks import TASKS, make_config
 
     task = data.get("train", {}).get("task", TrainConfig.task)
-    return from_dict(RunConfig(task=make_config(task)), data, "config.json")
+    default = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
+    return from_dict(default, data, "config.json")
+
+
+def make_trainer(cfg: RunConfig, out: str | Path) -> Trainer:
+    """The trainer of ``cfg.train.algo`` (checked with :func:`check_config` first)."""
+    check_config(cfg)
+    return ALGORITHMS.get(cfg.train.algo).make_trainer(cfg, out)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -345,126 +396,6 @@ class Trainer:
         raise NotImplementedError
 
 
-class PPOTrainer(Trainer):
-    """simrl's batched PPO on :func:`envs.make`'s env (device tensors end to end). ``env``
-    replaces that env with another of the same API (a wrapper: residual, adversary)."""
-
-    def __init__(self, cfg: RunConfig, out: str | Path, env: Any = None):
-        import envs
-
-        super().__init__(cfg, out)
-        t = cfg.train
-        set_threads(t.threads)
-        self.device = resolve_device(t.device)
-        torch.manual_seed(t.seed)
-        self.env = env if env is not None else envs.make(
-            t.task, t.num_envs, self.device, dr=resolve_dr(t.dr), seed=t.seed, config=cfg.task)
-        self.task = self.env.task
-        self.model = ActorCritic(self.env.observation_size, self.env.action_size, cfg.network)
-        self.ppo = PPO(self.model, cfg.ppo, t.num_envs, self.device)
-        self.obs: torch.Tensor | None = None
-
-    @property
-    def distribution(self) -> Any:
-        return self.env.distribution
-
-    def set_distribution(self, dist: Any) -> None:
-        self.env.set_distribution(dist)
-
-    def policy(self) -> Policy:
-        return self.model.policy
-
-    def _on_step(self, info: dict[str, Any]) -> None:
-        batch = info.get("episodes")
-        if batch is not None:
-            self.record_episodes(batch.returns, batch.lengths, batch.success, batch)
-
-    def train(self) -> Path:
-        self.begin()
-        if self.obs is None:
-            self.obs = self.env.reset()
-        per_iteration = self.cfg.train.num_envs * self.cfg.ppo.num_steps
-        while self.step < self.cfg.train.steps:
-            self.obs, stats = self.ppo.learn(self.env, self.obs, self._on_step)
-            previous = self.step
-            self.step += per_iteration
-            self.iteration += 1
-            self.after_iteration(stats, previous)
-        return self.finish()
-
-    def algorithm_state(self, directory: Path) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(),
-               "env": json.dumps(self.env.rng.bit_generator.state)}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"ppo": self.ppo.state_dict(), "rng": rng}
-
-    def load_algorithm_state(self, state: dict[str, Any], directory: Path) -> None:
-        self.ppo.load_state_dict(state["ppo"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.env.rng.bit_generator.state = json.loads(rng["env"])
-        # Episodes in flight at save time are not restored: the envs start fresh episodes.
-        self.obs = self.env.reset()
-
-
-def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
-    """PPO with the options that change its env or add hooks: ``--dr doraemon`` (the
-    distribution adapts between iterations), ``--residual BASE`` (the policy corrects a frozen
-    base controller) and ``--robust hinf`` (a learning disturber pushes the robot)."""
-    from envs.batched import BatchedEnv
-    from envs.tasks import make_task
-    from simrl.dr.curriculum import DoraemonCurriculum
-    from simrl.robust.hinf import DisturbedEnv
-    from simrl.robust.residual import ResidualEnv, make_base
-
-    t = cfg.train
-    if t.robust not in ("none", "hinf"):
-        raise ValueError(f"unknown --robust {t.robust!r}: use none or hinf")
-    if t.residual and t.robust == "hinf":
-        raise ValueError("--residual and --robust hinf cannot be combined")
-    torch.manual_seed(t.seed)   # the disturber's network is built before the actor's
-    task = make_task(t.task, config=cfg.task)
-    dr = "uniform" if t.dr == "doraemon" else resolve_dr(t.dr)
-    env: Any = BatchedEnv(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
-                          external_forces=t.robust == "hinf")
-    curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")
-                  if t.dr == "doraemon" else None)
-    if t.residual:
-        cfg.network.init_log_std = min(cfg.network.init_log_std, -1.0)
-        env = ResidualEnv(env, make_base(t.residual, task, trust_pickle=t.trust_pickle), t.residual_scale)
-    if t.robust == "hinf":
-        cfg.hinf.ppo.num_steps = cfg.ppo.num_steps   # the disturber collects alongside the actor
-        env = DisturbedEnv(env, cfg.hinf)
-    trainer = PPOTrainer(cfg, out, env=env)
-    if curriculum is not None:
-        curriculum.attach(trainer)
-    if t.residual:  # the residual starts at exactly zero: training starts at the base controller
-        last = trainer.model.policy.actor[-1]
-        torch.nn.init.zeros_(last.weight)
-        torch.nn.init.zeros_(last.bias)
-    if t.robust == "hinf":
-        def disturber_update(tr: Trainer, stats: dict[str, float]) -> None:
-            tr.log_scalars({f"hinf/{key}": value for key, value in env.end_iteration().items()})
-        trainer.on_iteration.insert(0, disturber_update)
-        trainer.stateful["hinf"] = env
-    return trainer
-
-
-def make_trainer(cfg: RunConfig, out: str | Path) -> Trainer:
-    """The trainer of ``cfg.train.algo``."""
-    algo = cfg.train.algo
-    if algo == "ppo":
-        return make_ppo_trainer(cfg, out)
-    if cfg.train.dr == "doraemon" or cfg.train.robust != "none" or cfg.train.residual:
-        raise ValueError("--dr doraemon, --robust and --residual are available with --algo ppo only")
-    if algo in ("sb3-ppo", "sb3-sac"):
-        from simrl.sb3_train import SB3Trainer
-        return SB3Trainer(cfg, out)
-    raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
-
 
 def read_training_state(path: Path) -> dict[str, Any]:
     """The ``training_state.pt`` of the checkpoint directory ``path``, read with
@@ -541,78 +472,3 @@ def find_resume_checkpoint(path: Path) -> tuple[Path, Path, str | None]:
         return path, candidate, notice
     raise FileNotFoundError(f"--resume {path}: the run has no complete checkpoint"
                             + (f" (incomplete: {'; '.join(skipped)})" if skipped else " yet"))
-
-
-# -- command line -------------------------------------------------------------------------------
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from envs.tasks import TASKS
-
-    p = sub.add_parser("train", help="train a policy (PPO, SB3 PPO or SAC)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p, TrainConfig, "train", "run", flat=True, helps={
-        "task": f"task: {', '.join(TASKS)} (default: {TrainConfig.task})",
-        "algo": f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)",
-        "dr": "domain randomization: none, uniform, doraemon (entropy-maximizing, adapts to the "
-              "policy's success) or a JSON file (default: none)",
-        "robust": "none, or hinf: an adversarial disturber pushes the base under an H-infinity "
-                  "constraint (default: none)",
-        "residual": "train a residual on a frozen base: stand, trot (go1), pusher (panda), a "
-                    "checkpoint directory or an SB3 .zip (default: none)",
-        "residual_scale": "action = base + scale * residual (default: 0.2)",
-        "num_envs": "parallel worlds (default: 64; go1-velocity 256; sb3-sac 1)",
-        "steps": f"total env steps (default: {TrainConfig.steps:,})",
-        "device": "auto, cpu or cuda (default: auto)",
-        "seed": "random seed (default: 0)",
-        "out": "run directory (default: runs/TASK-ALGO-sSEED)",
-        "checkpoint_every": f"env steps between checkpoints (default: {TrainConfig.checkpoint_every:,})",
-        "threads": "torch CPU threads, 0 = half the cores (default: 0)",
-        "progress": "live progress bar: true or false (default: true)",
-        "vec_env": "SB3 vector env: dummy or subproc (default: dummy)",
-        "trust_pickle": "WARNING: runs any code in the file. Allow unpickling SB3 files (a residual "
-                        "base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run, "
-                        "whose sb3_model.zip and vecnormalize.pkl are pickles): true or false "
-                        "(default: false); only for files you made yourself"})
-    p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR (or from the checkpoint directory DIR)")
-    add_arguments(p, NetworkConfig, "network")
-    add_arguments(p, PPOConfig, "ppo")
-    add_arguments(p, SACConfig, "sac", "sac options (--algo sb3-sac)")
-    add_arguments(p, DoraemonTrainConfig, "doraemon", "DORAEMON options (--dr doraemon)")
-    add_arguments(p, HinfConfig, "hinf", "H-infinity disturber options (--robust hinf)")
-    p.add_argument("--dr-alpha", dest="doraemon.alpha", default=argparse.SUPPRESS, metavar="A",
-                   help="DORAEMON success-rate target (= --doraemon.alpha)")
-    p.add_argument("--dr-kl", dest="doraemon.kl_bound", default=argparse.SUPPRESS, metavar="EPS",
-                   help="DORAEMON KL trust region per update (= --doraemon.kl-bound)")
-    add_arguments(p, [t.config_class for t in TASKS.values()], "task",
-                  "task config options (fields of the chosen task's config)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in vars(args).items() if "." in k}
-    if args.resume:
-        run_dir, checkpoint, notice = find_resume_checkpoint(Path(args.resume))
-        if notice:
-            print(notice, file=sys.stderr)
-        fixed = sorted(set(overrides) - set(RESUMABLE))
-        if fixed:
-            raise ValueError(f"--resume continues the run as configured; only "
-                             f"{', '.join(RESUMABLE)} may change (got {', '.join(fixed)})")
-        cfg = apply_overrides(config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text())),
-                              overrides, "config")
-    else:
-        cfg = resolve_config(overrides)
-        t = cfg.train
-        run_dir = Path(t.out or f"runs/{t.task}-{t.algo}-s{t.seed}")
-        if (run_dir / CONFIG_FILE).exists():
-            raise ValueError(f"run directory {run_dir} already holds a run; use --resume {run_dir} "
-                             "or another --out")
-        checkpoint = None
-    cfg.train.out = str(run_dir)
-    trainer = make_trainer(cfg, run_dir)
-    if checkpoint is not None:
-        trainer.resume(checkpoint)
-        print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
-    final = trainer.train()
-    print(f"{trainer.summary_line()}; final checkpoint: {final}")
-    return 0

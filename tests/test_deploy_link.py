@@ -374,9 +374,9 @@ def test_deploy_and_robot_server_errors_are_one_line(go1_ckpt, tmp_path, capsys)
     import shutil
 
     from simrl.cli import main
-    with pytest.raises(SystemExit) as exc:
-        main(["deploy", "--checkpoint", go1_ckpt, "--duration", "-5"])
-    assert exc.value.code == 2 and "--duration: must be a finite number > 0" in capsys.readouterr().err
+    assert main(["deploy", "--checkpoint", go1_ckpt, "--duration", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err == "simrl deploy: error: --duration: must be a finite number > 0, got -5.0\n"
     broken = tmp_path / "broken"
     shutil.copytree(go1_ckpt, broken)
     spec = json.loads((broken / "spec.json").read_text())

@@ -95,7 +95,53 @@ def test_existing_run_directory_is_not_overwritten(run, capsys):
 
 def test_unknown_algorithm_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--algo", "dqn", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown algorithm 'dqn'; choose one of: ppo, sb3-ppo, sb3-sac" in capsys.readouterr().err
+    assert "unknown algorithm 'dqn'; known: ppo, sb3-ppo, sb3-sac" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--steps", "-5"], "train.steps: must be >= 1, got -5"),
+    (["--ppo.gamma", "nan"], "ppo.gamma: must be a number, got nan"),
+    (["--task", "go1-velocity", "--task.command-vx", "1", "-1"], "task.command_vx: low 1.0 exceeds high -1.0"),
+    (["--task.control-dt", "nan"], "task.control_dt: must be a number, got nan"),
+    (["--dr", "doraemon", "--dr-alpha", "2"], "doraemon.alpha: must be in [0, 1], got 2.0"),
+    (["--algo", "sb3-sac", "--sac.gamma", "0"], "sac.gamma: must be in (0, 1], got 0.0"),
+    (["--steps", "many"], "--steps"),
+    (["--no-such-option", "1"], "--no-such-option"),
+])
+def test_bad_options_fail_in_one_line_before_the_run_directory(tmp_path, capsys, options, message):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simrl train: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists()
+
+
+def test_help_shows_the_defaults_of_task_and_algorithm(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--task", "go1-velocity", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "parallel worlds (default: 256)" in text            # go1's train_defaults
+    assert "--task.command-vx FLOAT FLOAT" in text              # go1's task config
+    assert "discount factor (default: 0.99)" in text            # field comments are the help
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "panda-push", "--residual", "pusher", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "initial log of the action noise std (default: -1.0)" in text   # residual default
+
+
+def test_run_defaults_follow_the_options_given():
+    from simrl.cli.train import resolve
+
+    cfg = resolve(["--task", "go1-velocity", "--robust", "hinf", "--ppo.num-steps", "16"])
+    assert cfg.hinf.ppo.num_steps == 16      # the disturber's rollout follows the actor's
+    cfg = resolve(["--task", "panda-push", "--residual", "pusher", "--network.init-log-std", "0.5"])
+    assert cfg.network.init_log_std == 0.5   # an explicit value wins over the residual default
+    with pytest.raises(ValueError, match="hinf.ppo.num_steps"):
+        from simrl.train import make_trainer
+        cfg = resolve(["--task", "go1-velocity", "--robust", "hinf", "--hinf.ppo.num-steps", "8"])
+        make_trainer(cfg, "unused")
 
 
 def test_eval_prints_intervals_and_writes_json(run, tmp_path, capsys):

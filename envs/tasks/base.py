@@ -7,6 +7,7 @@ from MjData, so the robot runtime can call the same ``observation`` on hardware 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ import mujoco
 import numpy as np
 
 from envs.assets import load_model
+from simrl.core.config import require, validate
 from simrl.core.registry import Registry
 from simrl.core.robot_state import RobotState
 
@@ -26,12 +28,33 @@ class TaskConfig:
     model: str = ""                      # built-in model name or a user MJCF path
     control_dt: float = 0.02             # policy period, seconds
     sim_dt: float | None = None          # physics step; None keeps the model's
-    max_episode_steps: int = 1000
+    max_episode_steps: int = 1000                   # episode length limit, control steps
     # Default ranges for ``dr="uniform"``: name -> (low, high) or (low, high, nominal).
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=dict)  # default DR ranges for --dr uniform: name -> (low, high[, nominal])
     success_return: float | None = None  # used by tasks whose success is a return threshold
     push_interval_steps: int = 150       # when ``push`` is randomized: a push this often ...
     push_duration_steps: int = 5         # ... lasting this many control steps
+    # (low, high) fields of this config that validate() checks (subclasses add theirs).
+    range_fields: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        """Field checks that need no model (:func:`simrl.core.config.validate` also rejects NaN)."""
+        require(math.isfinite(self.control_dt) and self.control_dt > 0, "control_dt",
+                f"must be a positive number of seconds, got {self.control_dt}")
+        require(self.sim_dt is None or (math.isfinite(self.sim_dt) and self.sim_dt > 0), "sim_dt",
+                f"must be positive (or None), got {self.sim_dt}")
+        require(self.max_episode_steps >= 1, "max_episode_steps",
+                f"must be >= 1, got {self.max_episode_steps}")
+        require(self.push_interval_steps >= 1, "push_interval_steps",
+                f"must be >= 1, got {self.push_interval_steps}")
+        require(self.push_duration_steps >= 0, "push_duration_steps",
+                f"must be >= 0, got {self.push_duration_steps}")
+        for name, values in self.randomization.items():
+            require(len(values) in (2, 3) and values[0] <= values[1], f"randomization[{name!r}]",
+                    f"expected (low, high[, nominal]) with low <= high, got {tuple(values)}")
+        for name in self.range_fields:
+            low, high = getattr(self, name)
+            require(low <= high, name, f"low {low} exceeds high {high}")
 
 
 @dataclass
@@ -59,10 +82,7 @@ class Task:
     train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: TaskConfig):
-        if config.control_dt <= 0:
-            raise ValueError(f"{self.name}: control_dt must be positive, got {config.control_dt}")
-        if config.max_episode_steps <= 0:
-            raise ValueError(f"{self.name}: max_episode_steps must be positive")
+        validate(config, self.name)
         self.cfg = config
         self.model = self.build_model()
         dt = self.model.opt.timestep

@@ -9,6 +9,7 @@ Gymnasium's bundled MJCFs; rewards, terminations, observations and reset noise f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -21,16 +22,18 @@ INF = float("inf")
 
 @dataclass
 class PlanarLocomotionConfig(TaskConfig):
-    forward_reward_weight: float = 1.0
-    ctrl_cost_weight: float = 1e-3
-    healthy_reward: float = 1.0
-    terminate_when_unhealthy: bool = True
-    healthy_z_range: tuple[float, float] = (-INF, INF)
-    healthy_angle_range: tuple[float, float] = (-INF, INF)
-    healthy_state_range: tuple[float, float] = (-INF, INF)
-    reset_noise_scale: float = 5e-3
+    forward_reward_weight: float = 1.0              # reward per m/s of forward velocity
+    ctrl_cost_weight: float = 1e-3                  # control cost weight (sum of squared controls)
+    healthy_reward: float = 1.0                     # reward per step while healthy
+    terminate_when_unhealthy: bool = True           # end the episode when unhealthy
+    healthy_z_range: tuple[float, float] = (-INF, INF)      # healthy torso height (low, high)
+    healthy_angle_range: tuple[float, float] = (-INF, INF)  # healthy torso angle (low, high)
+    healthy_state_range: tuple[float, float] = (-INF, INF)  # healthy qpos/qvel bounds (hopper)
+    range_fields: ClassVar[tuple[str, ...]] = ("healthy_z_range", "healthy_angle_range",
+                                               "healthy_state_range")
+    reset_noise_scale: float = 5e-3                 # initial qpos/qvel noise scale
     qvel_noise: str = "uniform"          # halfcheetah v5 uses a normal distribution
-    clip_qvel: float | None = 10.0
+    clip_qvel: float | None = 10.0                  # observed joint velocities are clipped to +-this (None: no clip)
 
 
 def _leg_randomization() -> dict[str, tuple[float, ...]]:
@@ -41,36 +44,36 @@ def _leg_randomization() -> dict[str, tuple[float, ...]]:
 
 @dataclass
 class HopperConfig(PlanarLocomotionConfig):
-    model: str = "hopper"
+    model: str = "hopper"                           # built-in model name or a user MJCF path
     control_dt: float = 0.008            # frame_skip 4 x 2 ms
     healthy_z_range: tuple[float, float] = (0.7, INF)
     healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
     healthy_state_range: tuple[float, float] = (-100.0, 100.0)
     success_return: float | None = 1500.0    # standing still earns ~1000: success means hopping
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)  # default DR ranges for --dr uniform: name -> (low, high[, nominal])
 
 
 @dataclass
 class Walker2dConfig(PlanarLocomotionConfig):
-    model: str = "walker2d"
-    control_dt: float = 0.008
+    model: str = "walker2d"                         # built-in model name or a user MJCF path
+    control_dt: float = 0.008                       # policy period, seconds
     healthy_z_range: tuple[float, float] = (0.8, 2.0)
     healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
     success_return: float | None = 1500.0    # standing still earns ~1000: success means walking
-    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)
+    randomization: dict[str, tuple[float, ...]] = field(default_factory=_leg_randomization)  # default DR ranges for --dr uniform: name -> (low, high[, nominal])
 
 
 @dataclass
 class HalfCheetahConfig(PlanarLocomotionConfig):
-    model: str = "halfcheetah"
+    model: str = "halfcheetah"                      # built-in model name or a user MJCF path
     control_dt: float = 0.05             # frame_skip 5 x 10 ms
-    ctrl_cost_weight: float = 0.1
-    healthy_reward: float = 0.0
-    terminate_when_unhealthy: bool = False
-    reset_noise_scale: float = 0.1
-    qvel_noise: str = "normal"
-    clip_qvel: float | None = None
-    success_return: float | None = 1500.0
+    ctrl_cost_weight: float = 0.1                   # control cost weight (sum of squared controls)
+    healthy_reward: float = 0.0                     # reward per step while healthy
+    terminate_when_unhealthy: bool = False          # end the episode when unhealthy
+    reset_noise_scale: float = 0.1                  # initial qpos/qvel noise scale
+    qvel_noise: str = "normal"                      # uniform | normal initial velocity noise
+    clip_qvel: float | None = None                  # observed joint velocities are clipped to +-this (None: no clip)
+    success_return: float | None = 1500.0           # success when the episode return reaches this
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:torso": (0.5, 1.5), "mass:bthigh": (0.5, 1.5), "mass:fthigh": (0.5, 1.5),
         "friction": (0.5, 1.5)})

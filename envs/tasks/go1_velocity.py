@@ -10,6 +10,7 @@ the IMU orientation, command, joint positions and velocities, last action.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -23,28 +24,28 @@ JOINTS = tuple(f"{leg}_{j}_joint" for leg in LEGS for j in ("hip", "thigh", "cal
 
 @dataclass
 class Go1RewardWeights:
-    tracking_lin_vel: float = 1.0
-    tracking_ang_vel: float = 0.5
-    tracking_sigma: float = 0.25
-    lin_vel_z: float = -0.5
-    ang_vel_xy: float = -0.05
-    orientation: float = -5.0
-    torques: float = -2e-4
-    action_rate: float = -0.01
-    pose: float = -0.1
-    termination: float = -1.0
+    tracking_lin_vel: float = 1.0                   # weight of linear velocity tracking
+    tracking_ang_vel: float = 0.5                   # weight of yaw rate tracking
+    tracking_sigma: float = 0.25                    # tracking reward width exp(-err^2/sigma)
+    lin_vel_z: float = -0.5                         # penalty on vertical base velocity
+    ang_vel_xy: float = -0.05                       # penalty on roll and pitch rates
+    orientation: float = -5.0                       # penalty on base tilt
+    torques: float = -2e-4                          # penalty on squared torques
+    action_rate: float = -0.01                      # penalty on action changes
+    pose: float = -0.1                              # penalty on deviation from the default pose
+    termination: float = -1.0                       # penalty at a fall
 
 
 @dataclass
 class Go1VelocityConfig(TaskConfig):
-    model: str = "go1-flat"
-    control_dt: float = 0.02
-    max_episode_steps: int = 1000
+    model: str = "go1-flat"                         # built-in model name or a user MJCF path
+    control_dt: float = 0.02                        # policy period, seconds
+    max_episode_steps: int = 1000                   # episode length limit, control steps
     action_scale: float = 0.3                      # rad of joint target per unit action
-    command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame
-    command_vy: tuple[float, float] = (-0.5, 0.5)
-    command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s
-    zero_command_prob: float = 0.1
+    command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
+    command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
+    command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s: (low, high) of the turn command
+    zero_command_prob: float = 0.1                 # chance of a zero command per episode
     reset_joint_noise: float = 0.1                 # rad, uniform
     fall_gravity_z: float = -0.5                   # terminate when body z tilts past ~60 deg
     fall_height: float = 0.12                      # ... or the trunk drops below this (m)
@@ -53,6 +54,7 @@ class Go1VelocityConfig(TaskConfig):
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:trunk": (0.8, 1.3), "com_x:trunk": (-0.03, 0.03), "friction:floor": (0.5, 1.6),
         "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0)})
+    range_fields: ClassVar[tuple[str, ...]] = ("command_vx", "command_vy", "command_yaw_rate")
 
 
 @register_task

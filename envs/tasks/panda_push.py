@@ -9,6 +9,7 @@ the cube's centre ends within ``success_distance`` of the goal in the table plan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -21,20 +22,21 @@ ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 
 @dataclass
 class PandaPushConfig(TaskConfig):
-    model: str = "panda-cube"
-    control_dt: float = 0.04
-    max_episode_steps: int = 125
+    model: str = "panda-cube"                       # built-in model name or a user MJCF path
+    control_dt: float = 0.04                        # policy period, seconds
+    max_episode_steps: int = 125                    # episode length limit, control steps
     target_delta: float = 0.05                     # rad of joint-target change per unit action
-    cube_xy_low: tuple[float, float] = (0.45, -0.1)
-    cube_xy_high: tuple[float, float] = (0.55, 0.1)
+    cube_xy_low: tuple[float, float] = (0.45, -0.1)  # cube start x, y lower corner (m)
+    cube_xy_high: tuple[float, float] = (0.55, 0.1)  # cube start x, y upper corner (m)
     goal_distance: tuple[float, float] = (0.1, 0.2)  # m from the cube's start
-    workspace_low: tuple[float, float] = (0.3, -0.3)
-    workspace_high: tuple[float, float] = (0.75, 0.3)
-    success_distance: float = 0.05
-    reach_weight: float = 1.0
-    push_weight: float = 2.0
-    success_bonus: float = 1.0
-    action_weight: float = 0.01
+    range_fields: ClassVar[tuple[str, ...]] = ("goal_distance",)
+    workspace_low: tuple[float, float] = (0.3, -0.3)  # gripper workspace x, y lower corner (m)
+    workspace_high: tuple[float, float] = (0.75, 0.3)  # gripper workspace x, y upper corner (m)
+    success_distance: float = 0.05                  # m between cube and goal for success
+    reach_weight: float = 1.0                       # reward weight of the gripper-to-cube distance
+    push_weight: float = 2.0                        # reward weight of the cube-to-goal distance
+    success_bonus: float = 1.0                      # reward at success
+    action_weight: float = 0.01                     # action penalty weight
     sparse_reward: bool = False                    # 1 when within success_distance, else 0
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:box": (0.5, 2.0), "friction": (0.6, 1.4), "kp": (0.8, 1.2),

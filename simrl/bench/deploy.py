@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import os
 import tempfile
@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint to measure (default: an untrained default-MLP go1-velocity policy)")
-    p.add_argument("--duration", type=float, default=60.0, help="control-loop seconds (default: 60)")
-    p.add_argument("--calls", type=int, default=20000, help="inference calls per back-end (default: 20000)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved inference rounds (default: 5)")
-    p.add_argument("--rt-priority", type=int, default=None,
-                   help="SCHED_FIFO priority for the runtime and the robot server (default: none)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+@dataclass
+class Config:
+    """Options of ``simrl bench deploy``."""
+
+    checkpoint: str | None = None             # checkpoint to measure; default: an untrained default-MLP go1-velocity policy
+    duration: float = 60.0                    # control-loop seconds
+    calls: int = 20_000                       # inference calls per back-end
+    rounds: int = 5                           # interleaved inference rounds
+    rt_priority: int | None = None            # SCHED_FIFO priority for the runtime and the robot server
+    json: str | None = None                   # also write the results to this JSON file
 
 
 def default_checkpoint(out: Path) -> Path:
@@ -99,7 +100,7 @@ def measure_loop(checkpoint: Path, duration: float, rt_priority: int | None, log
     return report.as_dict()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint(Path(tmp) / "go1")
         inference = measure_inference(ckpt, args.calls, args.rounds)

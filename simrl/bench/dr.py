@@ -11,7 +11,7 @@ grid heatmap of each method's first seed).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import time
 from pathlib import Path
@@ -21,22 +21,23 @@ import numpy as np
 METHODS = ("none", "uniform", "doraemon")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="hopper", help="task (default: hopper)")
-    p.add_argument("--params", default="mass:torso=0.25:2.5,friction=0.1:2.0",
-                   help="the two randomized parameters and their ranges (default: "
-                        "mass:torso=0.25:2.5,friction=0.1:2.0)")
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run (default: 1M)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per method (default: 3)")
-    p.add_argument("--num-envs", type=int, default=64, help="worlds per run (default: 64)")
-    p.add_argument("--points", type=int, default=8, help="grid points per axis (default: 8)")
-    p.add_argument("--grid-episodes", type=int, default=4, help="episodes per grid point (default: 4)")
-    p.add_argument("--alpha", type=float, default=0.5, help="DORAEMON success target (default: 0.5)")
-    p.add_argument("--kl", type=float, default=0.1, help="DORAEMON KL bound (default: 0.1)")
-    p.add_argument("--out", default="runs/bench_dr", help="run cache and results (default: runs/bench_dr)")
+@dataclass
+class Config:
+    """Options of ``simrl bench dr``."""
+
+    task: str = "hopper"                      # task
+    params: str = "mass:torso=0.25:2.5,friction=0.1:2.0"  # the two randomized parameters and their ranges
+    steps: int = 1_000_000                    # env steps per run
+    seeds: int = 3                            # seeds per method
+    num_envs: int = 64                        # worlds per run
+    points: int = 8                           # grid points per axis
+    grid_episodes: int = 4                    # episodes per grid point
+    alpha: float = 0.5                        # DORAEMON success target
+    kl: float = 0.1                           # DORAEMON KL bound
+    out: str = "runs/bench_dr"                # run cache and results
 
 
-def _train(run: Path, method: str, seed: int, ranges_file: Path, args: argparse.Namespace) -> Path:
+def _train(run: Path, method: str, seed: int, ranges_file: Path, args: Config) -> Path:
     from simrl.cli import main
 
     final = run / "final"
@@ -55,7 +56,7 @@ def _train(run: Path, method: str, seed: int, ranges_file: Path, args: argparse.
     return final
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     import policies
     from envs.tasks import make_task
     from simrl.dr.grid import grid_eval, parse_grid, plot_grid

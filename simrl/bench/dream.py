@@ -11,7 +11,7 @@ prediction errors on held-out real episodes are reported per mode. Prints a tabl
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import time
 from pathlib import Path
@@ -20,27 +20,28 @@ from typing import Any
 import numpy as np
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="halfcheetah", help="classic task (default: halfcheetah)")
-    p.add_argument("--policy", default="random", help="behaviour policy of the data (default: random)")
-    p.add_argument("--data-steps", type=int, default=50_000, help="training transitions (default: 50,000)")
-    p.add_argument("--heldout-steps", type=int, default=10_000, help="held-out transitions (default: 10,000)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200, 200], help="world model layers")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout probability (default: 0.1)")
-    p.add_argument("--fit-epochs", type=int, default=30, help="world model epochs (default: 30)")
-    p.add_argument("--modes", nargs="+", default=["episode", "none", "mean"],
-                   help="dream modes to compare (default: episode none mean; also: step)")
-    p.add_argument("--num-masks", type=int, default=8, help="masks averaged in mode mean (default: 8)")
-    p.add_argument("--seeds", type=int, default=3, help="PPO seeds per mode (default: 3)")
-    p.add_argument("--steps", type=int, default=500_000, help="dream steps per policy (default: 500,000)")
-    p.add_argument("--num-envs", type=int, default=256, help="dream worlds (default: 256)")
-    p.add_argument("--dream-episode-steps", type=int, default=200,
-                   help="dream episode length limit, 0 = the task's (default: 200)")
-    p.add_argument("--episodes", type=int, default=10, help="real episodes per policy (default: 10)")
-    p.add_argument("--horizons", type=int, nargs="+", default=[1, 10, 50], help="open-loop horizons")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--device", default="cpu", help="dream and PPO device (default: cpu)")
-    p.add_argument("--out", default="runs/bench-dream", help="output directory (default: runs/bench-dream)")
+@dataclass
+class Config:
+    """Options of ``simrl bench dream``."""
+
+    task: str = "halfcheetah"                 # classic task
+    policy: str = "random"                    # behaviour policy of the data
+    data_steps: int = 50_000                  # training transitions
+    heldout_steps: int = 10_000               # held-out transitions
+    hidden: tuple[int, ...] = (200, 200, 200)  # world model layers
+    dropout: float = 0.1                      # dropout probability
+    fit_epochs: int = 30                      # world model epochs
+    modes: tuple[str, ...] = ("episode", "none", "mean")  # dream modes to compare
+    num_masks: int = 8                        # masks averaged in mode mean
+    seeds: int = 3                            # PPO seeds per mode
+    steps: int = 500_000                      # dream steps per policy
+    num_envs: int = 256                       # dream worlds
+    dream_episode_steps: int = 200            # dream episode length limit, 0 = the task's
+    episodes: int = 10                        # real episodes per policy
+    horizons: tuple[int, ...] = (1, 10, 50)   # open-loop horizons
+    threads: int = 1                          # torch CPU threads
+    device: str = "cpu"                       # dream and PPO device
+    out: str = "runs/bench-dream"             # output directory
 
 
 def _random_return(task: str, episodes: int, seed: int) -> float:
@@ -56,7 +57,7 @@ def _random_return(task: str, episodes: int, seed: int) -> float:
     return float(run_episodes(policy, t, episodes, seed=seed)["returns"].mean())
 
 
-def measure(args: argparse.Namespace, log=print) -> dict[str, Any]:
+def measure(args: Config, log=print) -> dict[str, Any]:
     import torch
 
     from simrl.dream.data import collect
@@ -158,7 +159,7 @@ def _plot(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     from simrl.core.config import to_jsonable
 
     r = measure(args)

@@ -10,23 +10,25 @@ interleaved, and the best round is kept, which damps noise from other processes.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import time
 
 import numpy as np
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="go1-velocity", help="task name (default: go1-velocity)")
-    p.add_argument("--num-envs", type=int, default=256, help="worlds stepped together (default: 256)")
-    p.add_argument("--steps", type=int, default=200, help="control steps per measurement (default: 200)")
-    p.add_argument("--sync-steps", type=int, default=20,
-                   help="control steps for the slow SyncVectorEnv baseline (default: 20)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best kept (default: 3)")
-    p.add_argument("--dr", default="uniform", help="randomization: none or uniform (default: uniform)")
-    p.add_argument("--threads", type=int, default=None, help="rollout threads (default: all cores)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+@dataclass
+class Config:
+    """Options of ``simrl bench envs``."""
+
+    task: str = "go1-velocity"                # task name
+    num_envs: int = 256                       # worlds stepped together
+    steps: int = 200                          # control steps per measurement
+    sync_steps: int = 20                      # control steps for the slow SyncVectorEnv baseline
+    rounds: int = 3                           # interleaved rounds; best kept
+    dr: str = "uniform"                       # randomization: none or uniform
+    threads: int | None = None                # rollout threads; default: all cores
+    json: str | None = None                   # also write the results to this JSON file
 
 
 def measure(task: str, num_envs: int, steps: int, sync_steps: int, rounds: int, dr: str,
@@ -86,7 +88,7 @@ def measure(task: str, num_envs: int, steps: int, sync_steps: int, rounds: int, 
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     import os
     r = measure(args.task, args.num_envs, args.steps, args.sync_steps, args.rounds, args.dr, args.threads)
     c = r["control_steps_per_s"]

@@ -23,12 +23,11 @@ rollouts (reference data, simulation score) are timed separately.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +61,21 @@ PROXY = Perturbation(params={"mass:torso": 1.35, "mass:thigh": 0.8, "mass:leg": 
                      latency=0.008, noise={"joint_pos": 0.01, "joint_vel": 0.1})
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="hopper", help="task (default: hopper; the pool's DR names fit "
-                   "the planar tasks)")
-    p.add_argument("--cache", default=None,
-                   help="pool, logs and truth cache (default: runs/bench-rank-TASK)")
-    p.add_argument("--out", default=None, help="report directory (default: CACHE/report)")
-    p.add_argument("--steps", type=int, default=300_000, help="PPO steps of a full-length pool member "
-                   "(default: 300k)")
-    p.add_argument("--real-worlds", type=int, default=16,
-                   help="proxy worlds recording real logs (default: 16)")
-    p.add_argument("--real-steps", type=int, default=1000, help="control steps per world (default: 1000)")
-    p.add_argument("--truth-episodes", type=int, default=32,
-                   help="proxy episodes per checkpoint (default: 32)")
-    p.add_argument("--speed", action="store_true", help="time scoring instead (see above)")
-    p.add_argument("--speed-checkpoints", type=int, default=20)
-    p.add_argument("--speed-steps", type=int, default=100_000)
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+@dataclass
+class Config:
+    """Options of ``simrl bench rank``."""
+
+    task: str = "hopper"                      # task; the pool's DR names fit the planar tasks
+    cache: str | None = None                  # pool, logs and truth cache; default: runs/bench-rank-TASK
+    out: str | None = None                    # report directory; default: CACHE/report
+    steps: int = 300_000                      # PPO steps of a full-length pool member
+    real_worlds: int = 16                     # proxy worlds recording real logs
+    real_steps: int = 1000                    # control steps per world
+    truth_episodes: int = 32                  # proxy episodes per checkpoint
+    speed: bool = False                       # time scoring instead (see above)
+    speed_checkpoints: int = 20               # --speed: checkpoints scored
+    speed_steps: int = 100_000                # --speed: real-log steps scored
+    json: str | None = None                   # also write the results to this JSON file
 
 
 def train_member(task: str, name: str, dr: Any, steps: int, seed: int, root: Path) -> Path:
@@ -156,7 +153,7 @@ def true_returns(task: str, pool: list[Path], episodes: int, cache: Path) -> np.
     return np.array([truth[str(p)] for p in pool])
 
 
-def quality(args: argparse.Namespace, root: Path) -> dict:
+def quality(args: Config, root: Path) -> dict:
     from simrl.validate.ranking import RankConfig, finish, rank_checkpoints
     from simrl.validate.report import write_report
 
@@ -181,7 +178,7 @@ def quality(args: argparse.Namespace, root: Path) -> dict:
     print(f"{'method':22s} " + " ".join(f"{a:>7s}" for a in results))
     for m in methods:
         print(f"{m:22s} " + " ".join(f"{results[a][m]['spearman']:7.3f}" for a in results))
-    from simrl.validate.cli import print_metrics
+    from simrl.validate.report import print_metrics
     print(f"\nall metrics, aggregate {cfg.vsdr.aggregate!r}:")
     print_metrics(metrics)
     print(f"report: {files['html']}")
@@ -189,7 +186,7 @@ def quality(args: argparse.Namespace, root: Path) -> dict:
             "timings_s": ranking.timings, "real_steps": len(ranking.real)}
 
 
-def speed(args: argparse.Namespace, root: Path) -> dict:
+def speed(args: Config, root: Path) -> dict:
     """Times scoring N checkpoints on M real steps; simulation timed separately."""
     import policies
     from simrl.validate.data import RealData, load_real_data
@@ -234,7 +231,7 @@ def speed(args: argparse.Namespace, root: Path) -> dict:
     return out
 
 
-def check_cache(root: Path, args: argparse.Namespace) -> None:
+def check_cache(root: Path, args: Config) -> None:
     """Drops cached real logs and truth recorded under another proxy or log size."""
     settings = {"task": args.task, "proxy": PROXY.to_dict(), "real_worlds": args.real_worlds,
                 "real_steps": args.real_steps, "truth_episodes": args.truth_episodes}
@@ -246,7 +243,7 @@ def check_cache(root: Path, args: argparse.Namespace) -> None:
     file.write_text(json.dumps(settings, indent=2))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     root = Path(args.cache or f"runs/bench-rank-{args.task}")
     check_cache(root, args)
     result = speed(args, root) if args.speed else quality(args, root)

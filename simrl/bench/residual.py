@@ -8,7 +8,7 @@ curve shows success against training steps. Runs are cached in ``--out``. Writes
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import time
 from pathlib import Path
@@ -16,20 +16,23 @@ from pathlib import Path
 import numpy as np
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="panda-push", help="task (default: panda-push)")
-    p.add_argument("--base", default="pusher", help="base controller (default: pusher)")
-    p.add_argument("--steps", type=int, default=300_000, help="env steps per seed (default: 300k)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds (default: 2)")
-    p.add_argument("--num-envs", type=int, default=32, help="worlds (default: 32)")
-    p.add_argument("--scale", type=float, default=0.2, help="residual scale (default: 0.2)")
-    p.add_argument("--sparse", action="store_true", help="sparse reward: 1 at the goal, else 0")
-    p.add_argument("--episodes", type=int, default=128, help="evaluation episodes (default: 128)")
-    p.add_argument("--evals", type=int, default=5, help="checkpoints evaluated per run (default: 5)")
-    p.add_argument("--out", default="runs/bench_residual", help="run cache (default: runs/bench_residual)")
+@dataclass
+class Config:
+    """Options of ``simrl bench residual``."""
+
+    task: str = "panda-push"                  # task
+    base: str = "pusher"                      # base controller
+    steps: int = 300_000                      # env steps per seed
+    seeds: int = 2                            # seeds
+    num_envs: int = 32                        # worlds
+    scale: float = 0.2                        # residual scale
+    sparse: bool = False                      # sparse reward: 1 at the goal, else 0
+    episodes: int = 128                       # evaluation episodes
+    evals: int = 5                            # checkpoints evaluated per run
+    out: str = "runs/bench_residual"          # run cache
 
 
-def _success(checkpoint: Path | None, args: argparse.Namespace, seed: int) -> float:
+def _success(checkpoint: Path | None, args: Config, seed: int) -> float:
     """Success rate of a residual checkpoint, or of the base alone when ``checkpoint`` is None."""
     import torch
 
@@ -49,7 +52,7 @@ def _success(checkpoint: Path | None, args: argparse.Namespace, seed: int) -> fl
     return float(np.mean(episodes["success"]))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     from simrl.cli import main
 
     out = Path(args.out)

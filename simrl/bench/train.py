@@ -12,25 +12,26 @@ kept, which damps noise from other processes.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import os
 import platform
 import time
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="hopper", help="task name (default: hopper)")
-    p.add_argument("--num-envs", type=int, default=64, help="parallel envs for both (default: 64)")
-    p.add_argument("--num-steps", type=int, default=32, help="rollout length per env (default: 32)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
-                   help="actor and critic hidden sizes (default: 64 64)")
-    p.add_argument("--iterations", type=int, default=8,
-                   help="PPO iterations per measurement (default: 8)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept (default: 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for both (default: 1)")
-    p.add_argument("--device", default="auto", help="simrl PPO device (default: auto; SB3 on cpu)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+@dataclass
+class Config:
+    """Options of ``simrl bench train``."""
+
+    task: str = "hopper"                      # task name
+    num_envs: int = 64                        # parallel envs for both
+    num_steps: int = 32                       # rollout length per env
+    hidden: tuple[int, ...] = (64, 64)        # actor and critic hidden sizes
+    iterations: int = 8                       # PPO iterations per measurement
+    rounds: int = 2                           # interleaved rounds; best kept
+    threads: int = 1                          # torch threads for both
+    device: str = "auto"                      # simrl PPO device (SB3 runs on cpu)
+    json: str | None = None                   # also write the results to this JSON file
 
 
 def _cpu_name() -> str:
@@ -102,7 +103,7 @@ def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], i
             "steps_per_s": best, "ratio": best["simrl_ppo"] / best["sb3_ppo"]}
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Config) -> int:
     r = measure(args.task, args.num_envs, args.num_steps, tuple(args.hidden), args.iterations,
                 args.rounds, args.threads, args.device)
     s = r["steps_per_s"]

@@ -117,3 +117,38 @@ def apply_overrides(default: Any, overrides: Mapping[str, Any], where: str = "co
             node = node.setdefault(p, {})
         node[leaf] = value
     return from_dict(default, nested, where)
+
+
+def validate(config: Any, where: str = "") -> Any:
+    """Checks a config dataclass and every nested one: no NaN in float fields, then each
+    class's own ``validate()`` (range checks). Errors are ValueErrors that name the field by
+    its dotted path (``ppo.gamma: must be in (0, 1], got nan``). Returns ``config``."""
+    for f in dataclasses.fields(config):
+        value, path = getattr(config, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value, path)
+        elif _has_nan(value):
+            raise ValueError(f"{path}: must be a number, got nan")
+    check = getattr(config, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}" if where else str(exc)) from None
+    return config
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (tuple, list)):
+        return any(_has_nan(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_has_nan(v) for v in value.values())
+    return False
+
+
+def require(ok: bool, name: str, message: str) -> None:
+    """For ``validate()`` methods: a ValueError ``"{name}: {message}"`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{name}: {message}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.core.config import require
 from simrl.dr.beta import BetaDistribution
 from simrl.dr.doraemon import Doraemon, DoraemonConfig, plot_history
 
@@ -27,6 +28,14 @@ class DoraemonTrainConfig:
     episodes_per_update: int = 256     # update once this many on-distribution episodes finished
     start_concentration: float = 100.0  # a + b of the narrow starting Betas (std ~5% of range)
     min_step: int = 0                  # no updates before this many env steps (warm-up)
+
+    def validate(self) -> None:
+        require(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")
+        require(self.kl_bound > 0, "kl_bound", f"must be > 0, got {self.kl_bound}")
+        require(self.episodes_per_update >= 1, "episodes_per_update",
+                f"must be >= 1, got {self.episodes_per_update}")
+        require(self.start_concentration > 0, "start_concentration",
+                f"must be > 0, got {self.start_concentration}")
 
 
 class DoraemonCurriculum:

@@ -1,4 +1,4 @@
-"""PPO in a dream: :class:`simrl.train.PPOTrainer` with a :class:`DreamEnv` as its env.
+"""PPO in a dream: :class:`simrl.algos.ppo.PPOTrainer` with a :class:`DreamEnv` as its env.
 
 The run directory, TensorBoard scalars, progress bar and checkpoints are the trainer's, so the
 result is a standard checkpoint of the world model's task (``simrl eval`` runs it in MuJoCo);
@@ -17,7 +17,8 @@ from policies.networks import ActorCritic
 from simrl.dream.env import DreamConfig, DreamEnv
 from simrl.dream.model import WorldModel
 from simrl.ppo import PPO
-from simrl.train import PPOTrainer, RunConfig, Trainer, resolve_config, resolve_device, set_threads
+from simrl.algos.ppo import PPOTrainer
+from simrl.train import RunConfig, Trainer, resolve_config, resolve_device, set_threads
 
 
 class DreamTrainer(PPOTrainer):

@@ -370,11 +370,12 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig,
 
 # -- teacher training -------------------------------------------------------------------------------
 def train_teacher(cfg: Any, out: str | Path) -> Any:
-    """A PPO trainer (``simrl.train.PPOTrainer``) whose policy sees the privileged observation
+    """A PPO trainer (``simrl.algos.ppo.PPOTrainer``) whose policy sees the privileged observation
     of :class:`PrivilegedEnv`; ``cfg`` is a ``simrl.train.RunConfig`` (plain PPO: no DORAEMON,
     residual or disturber). Call ``.train()`` on it."""
     from envs.tasks import make_task
-    from simrl.train import PPOTrainer, resolve_device, resolve_dr
+    from simrl.algos.ppo import PPOTrainer
+    from simrl.train import resolve_device, resolve_dr
 
     t = cfg.train
     if t.algo != "ppo" or t.dr == "doraemon" or t.robust != "none" or t.residual:

@@ -38,6 +38,7 @@ import torch
 
 from envs.wrappers import Step, Wrapper, to_torch
 from policies.networks import ActorCritic, NetworkConfig
+from simrl.core.config import require
 from simrl.ppo import PPO, PPOConfig
 
 
@@ -48,15 +49,25 @@ class HinfConfig:
     curriculum_steps: int = 2_000_000  # env steps over which the bound grows
     force_ref: float = 50.0            # N: force intensity is |f / force_ref|^2
     eta: float = 0.1                   # H-infinity bound on cost per unit intensity (reward units)
-    lambda_init: float = 0.5
-    lambda_lr: float = 0.05
-    lambda_max: float = 5.0
+    lambda_init: float = 0.5           # initial Lagrange multiplier
+    lambda_lr: float = 0.05            # dual-ascent step of the multiplier
+    lambda_max: float = 5.0            # multiplier upper bound
     horizontal_only: bool = True       # push in the ground plane (x, y) only
     oracle_quantile: float = 0.9       # running oracle when the task has no reward ceiling
-    oracle_ema: float = 0.99
+    oracle_ema: float = 0.99           # EMA factor of the running oracle
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(
-        actor_hidden=(64, 64), critic_hidden=(64, 64), init_log_std=-0.5))
+        actor_hidden=(64, 64), critic_hidden=(64, 64), init_log_std=-0.5))  # disturber networks
+    # Disturber PPO; num_steps must equal the actor's ppo.num_steps (its default follows it).
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.001))
+
+    def validate(self) -> None:
+        require(0 <= self.force_start, "force_start", f"must be >= 0, got {self.force_start}")
+        require(self.force_start <= self.force_final, "force_start",
+                f"{self.force_start} exceeds force_final {self.force_final}")
+        require(self.force_ref > 0, "force_ref", f"must be > 0, got {self.force_ref}")
+        require(self.curriculum_steps >= 0, "curriculum_steps", f"must be >= 0, got {self.curriculum_steps}")
+        require(0 <= self.lambda_init <= self.lambda_max, "lambda_init",
+                f"must be in [0, lambda_max], got {self.lambda_init}")
 
 
 class LagrangeMultiplier:

@@ -13,7 +13,6 @@ residual like any other policy. Bases: a scripted controller from ``policies/bas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from envs.wrappers import Step, TaskView, Wrapper, to_numpy
 from policies.base import SCRIPTED
 from policies.io import BaseController, Residual, scripted_base
 from simrl.core.robot_state import RobotState
-
-
-@dataclass
-class ResidualConfig:
-    base: str = ""              # scripted name, checkpoint directory or SB3 .zip
-    scale: float = 0.2          # residual action scale relative to the [-1, 1] action range
-    init_log_std: float = -1.0  # small exploration noise: the residual starts near zero
 
 
 def make_base(spec: str, task: Any, trust_pickle: bool = False) -> BaseController:

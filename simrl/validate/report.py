@@ -129,3 +129,11 @@ def write_report(ranking: Ranking, cfg: RankConfig, out: str | Path,
     images = plot(ranking, cfg, out)
     page = write_html(data, images, out)
     return {"json": out / JSON_FILE, "scatter": images[0], "bars": images[1], "html": page}
+
+
+def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    """A table of ranking quality per method (Spearman, Kendall, regret@1, top-3 hits)."""
+    print(f"{'method':24s} {'Spearman':>9s} {'Kendall':>8s} {'regret@1':>9s} {'top-3':>6s}")
+    for method, m in metrics.items():
+        print(f"{method:24s} {m['spearman']:9.3f} {m['kendall']:8.3f} {m['regret@1']:9.3g} "
+              f"{m['top3_hits']:6d}")

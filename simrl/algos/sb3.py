@@ -8,6 +8,7 @@ empty replay buffer.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,34 @@ import numpy as np
 
 from policies.networks import ACTIVATIONS, Policy
 from policies.sb3 import check_conversion, policy_from_sb3
+from simrl.algos import register_algorithm
+from simrl.core.config import require
+from simrl.ppo import PPOConfig
 from simrl.train import RunConfig, Trainer, resolve_device, resolve_dr, set_threads
 
 MODEL_FILE = "sb3_model.zip"
 VECNORM_FILE = "vecnormalize.pkl"
+
+
+@dataclass
+class SACConfig:
+    """Stable-Baselines3 SAC hyperparameters (``--algo sb3-sac``)."""
+
+    learning_rate: float = 3e-4          # Adam learning rate
+    buffer_size: int = 1_000_000         # replay buffer transitions
+    batch_size: int = 256                # minibatch size
+    learning_starts: int = 10_000        # env steps before the first update
+    tau: float = 0.005                   # target network soft-update rate
+    gamma: float = 0.99                  # discount factor
+    train_freq: int = 1                  # env steps between updates
+    gradient_steps: int = 1              # gradient steps per update
+
+    def validate(self) -> None:
+        require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        require(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        require(0 < self.tau <= 1, "tau", f"must be in (0, 1], got {self.tau}")
+        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
 
 
 def _task_overrides(cfg: RunConfig) -> dict[str, Any]:
@@ -47,8 +72,6 @@ class SB3Trainer(Trainer):
 
         super().__init__(cfg, out)
         t = cfg.train
-        if t.vec_env not in ("dummy", "subproc"):
-            raise ValueError(f"train.vec_env must be dummy or subproc, got {t.vec_env!r}")
         set_threads(t.threads)
         self.device = resolve_device(t.device)
         self.task = make_task(t.task, config=cfg.task)
@@ -168,3 +191,18 @@ class SB3Trainer(Trainer):
         cls = PPO if self.cfg.train.algo == "sb3-ppo" else SAC
         self.model = cls.load(directory / MODEL_FILE, env=self.venv, device=self.device)
         self.model.num_timesteps = int(state["num_timesteps"])
+
+
+@register_algorithm("sb3-ppo", sections={"ppo": PPOConfig},
+                    help="Stable-Baselines3 PPO on the Gymnasium env (--ppo.* options)")
+def make_sb3_ppo_trainer(cfg: RunConfig, out: str | Path) -> SB3Trainer:
+    return SB3Trainer(cfg, out)
+
+
+@register_algorithm("sb3-sac", sections={"sac": SACConfig},
+                    defaults={"train.num_envs": 1, "network.actor_hidden": (256, 256),
+                              "network.critic_hidden": (256, 256), "network.activation": "relu",
+                              "network.normalize_obs": False},
+                    help="Stable-Baselines3 SAC on the Gymnasium env (--sac.* options)")
+def make_sb3_sac_trainer(cfg: RunConfig, out: str | Path) -> SB3Trainer:
+    return SB3Trainer(cfg, out)

@@ -1,63 +1,49 @@
 """``simrl rank``: rank checkpoints before deployment from held-out real logs (OOD scores) and
 evaluation in simulation under held-out randomization, combined into VSDR.
 
-Writes ``ranking.json``, ``sim_vs_ood.png``, ``ranking.png`` and ``index.html`` into ``--out``.
-With ``--truth truth.json`` (``{checkpoint: measured real return}``) it also prints Spearman,
-Kendall, regret@1 and top-3 hits of VSDR and of every baseline.
+Writes ranking.json, sim_vs_ood.png, ranking.png and index.html into --out. With --truth
+truth.json ({checkpoint: measured real return}) it also prints Spearman, Kendall, regret@1 and
+top-3 hits of VSDR and of every baseline.
 
-Every config field is an option: ``--ood.reference-steps 200``, ``--ood.knn.k 10``,
-``--sim.num-envs 16``, ``--vsdr.lam 0.5``, ``--vsdr.aggregate frac``.
+Every config field is an option: --ood.reference-steps 200, --ood.knn.k 10, --sim.num-envs 16,
+--vsdr.lam 0.5, --vsdr.aggregate frac.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from simrl.config import add_arguments
-from simrl.core.config import apply_overrides
+import policies
+from simrl.cli import command, parse
+from simrl.core.config import validate
 from simrl.validate.detectors import DisagreementModel
 from simrl.validate.ood import OODConfig
 from simrl.validate.ranking import RankConfig, match_truth, rank_checkpoints
-from simrl.validate.report import write_report
+from simrl.validate.report import print_metrics, write_report
 from simrl.validate.score import VSDRConfig
 from simrl.validate.simeval import SimEvalConfig
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rank", help="rank checkpoints with real-log OOD scores and simulation (VSDR)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoints", nargs="+", required=True, metavar="DIR", help="checkpoint directories")
-    p.add_argument("--real-logs", required=True, metavar="PATH",
-                   help="a directory of *.mcap real logs or one log file")
-    p.add_argument("--out", required=True, metavar="DIR", help="report directory")
-    p.add_argument("--truth", metavar="JSON", help="measured real returns {checkpoint: return}")
-    p.add_argument("--world-model", metavar="PT", help="a simrl.dream world model of the task: its "
-                   "dropout disagreement becomes a fourth OOD score")
-    add_arguments(p, OODConfig, "ood")
-    add_arguments(p, SimEvalConfig, "sim")
-    add_arguments(p, VSDRConfig, "vsdr")
-    p.set_defaults(func=run)
+@dataclass
+class RankArgs:
+    """Checkpoints, real logs and the ranking configuration."""
 
-
-def config_from_args(args: argparse.Namespace) -> RankConfig:
-    sections = ("ood", "sim", "vsdr")
-    overrides = {k: v for k, v in vars(args).items() if "." in k and k.split(".")[0] in sections}
-    return apply_overrides(RankConfig(), overrides, "rank config")
-
-
-def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
-    print(f"{'method':24s} {'Spearman':>9s} {'Kendall':>8s} {'regret@1':>9s} {'top-3':>6s}")
-    for method, m in metrics.items():
-        print(f"{method:24s} {m['spearman']:9.3f} {m['kendall']:8.3f} {m['regret@1']:9.3g} "
-              f"{m['top3_hits']:6d}")
+    checkpoints: tuple[str, ...]         # checkpoint directories
+    real_logs: str                       # a directory of *.mcap real logs or one log file
+    out: str                             # report directory
+    truth: str | None = None             # measured real returns, a JSON file {checkpoint: return}
+    world_model: str | None = None       # a simrl.dream world model of the task: its dropout disagreement becomes a fourth OOD score
+    ood: OODConfig = field(default_factory=OODConfig)          # out-of-distribution detectors
+    sim: SimEvalConfig = field(default_factory=SimEvalConfig)  # evaluation in simulation
+    vsdr: VSDRConfig = field(default_factory=VSDRConfig)       # the combined score
+    threads: int = RankConfig.threads    # torch threads while ranking; 0 = torch's default
 
 
 def load_world_model(path: str, checkpoint: str) -> DisagreementModel:
     """A :mod:`simrl.dream` world model that must fit the checkpoints' task and names."""
-    import policies
     from simrl.dream import WorldModel
 
     model = WorldModel.load(path)
@@ -70,10 +56,13 @@ def load_world_model(path: str, checkpoint: str) -> DisagreementModel:
     return model
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+@command("rank", help="rank checkpoints with real-log OOD scores and simulation (VSDR)")
+def run(argv: list[str]) -> int:
+    args = parse(RankArgs, argv, "simrl rank", __doc__)
+    cfg = validate(RankConfig(ood=args.ood, sim=args.sim, vsdr=args.vsdr, threads=args.threads))
     if Path(args.out).exists() and not Path(args.out).is_dir():  # before the work, not after
         raise ValueError(f"--out {args.out}: a file exists there; the report needs a directory")
+    world_model = load_world_model(args.world_model, args.checkpoints[0]) if args.world_model else None
     truth = None
     if args.truth:
         try:
@@ -82,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--truth {args.truth}: not a readable JSON file ({exc})") from None
         if not isinstance(truth, dict):
             raise ValueError(f"--truth {args.truth}: expected a JSON object {{checkpoint: return}}")
-    world_model = load_world_model(args.world_model, args.checkpoints[0]) if args.world_model else None
-    ranking = rank_checkpoints(args.checkpoints, args.real_logs, cfg, world_model, log=print)
+    ranking = rank_checkpoints(list(args.checkpoints), args.real_logs, cfg, world_model, log=print)
     metrics = ranking.evaluate(match_truth(ranking, truth)) if truth is not None else None
     files = write_report(ranking, cfg, args.out, metrics)
     width = max(len(n) for n in ranking.names)

@@ -1,0 +1,170 @@
+"""``simrl deploy`` and ``simrl robot-server``: from a checkpoint to a robot, on the robot
+computer (no torch: this module imports only the ``deploy`` side).
+
+``deploy`` runs a checkpoint on a robot (a registered back-end: the MuJoCo proxy or a UDP robot)
+with the safety layer and writes a real log (never over an existing file); a checkpoint without
+policy.onnx is exported first (that needs torch). ``--link-*`` options inject loss and delay into
+the robot link, to soak a setup before it meets hardware. ``robot-server`` puts the MuJoCo proxy
+behind UDP, like a robot on the network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import deploy
+from deploy.robots.base import RobotLost
+from deploy.robots.udp import Faults, load_key
+from simrl.cli import command, parse
+from simrl.core.logs import LogExistsError
+from simrl.core.onnx_contract import ONNX_FILE
+from simrl.core.spec import load_spec
+
+SAFETY_STOP_EXIT = 3
+ESTOP_EXIT = 130
+ROBOT_LOST_EXIT = 4
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{name.replace('_', '-')}: must be a finite number > 0, got {value}")
+
+
+@dataclass
+class DeployArgs:
+    """Where and how to run the checkpoint."""
+
+    checkpoint: str                      # checkpoint directory (exported first if it has no policy.onnx)
+    robot: str = "mujoco"                # mujoco | mujoco:MODEL.xml | udp://HOST:PORT (any registered back-end)
+    perturb: str | None = None           # perturbation file (JSON/YAML) for the mujoco robot
+    duration: float = 10.0               # seconds
+    log: str | None = None               # real log to write, never over an existing file (default: CHECKPOINT/real_logs/deploy-TIME.mcap)
+    lockstep: bool = False               # mujoco robot only: step in lockstep, faster than real time
+    command: tuple[float, ...] | None = None  # task command, e.g. Go1: vx vy yaw_rate (default: drawn with --seed)
+    seed: int = 0                        # random seed (commands, the mujoco robot)
+    soft_start: float = 1.0              # seconds to the default pose
+    stale_periods: int = 3               # control periods of robot time whose states may be lost before a safe stop (robots without timestamps: periods without fresh state)
+    stale_timeout: float = 0.2           # seconds without any state before a safe stop
+    connect_timeout: float = 20.0        # seconds to wait for the robot to accept and send its first state
+    key_file: str | None = None          # udp robots: shared key file; every packet carries an HMAC-SHA256 tag (the robot must use the same key)
+    link_loss: float = 0.0               # soak: drop this share of state and command packets, both ways
+    link_delay: float = 0.0              # soak: hold this share of incoming states back, so they arrive late and out of order
+    link_delay_packets: int = 3          # soak: a held state arrives after this many newer ones
+    link_latency: float = 0.0            # soak: hold every incoming state this many seconds (a fixed one-way delay, e.g. 0.05)
+    link_seed: int = 0                   # soak: seed of the injected faults
+    end_on_termination: bool = True      # end the run when the task terminates (a fall)
+    rt_priority: int | None = None       # SCHED_FIFO priority of the control loop (and of the mujoco robot process)
+    json: str | None = None              # also write the report to this JSON file
+
+    def validate(self) -> None:
+        _check_positive(duration=self.duration, stale_timeout=self.stale_timeout,
+                        connect_timeout=self.connect_timeout)
+        if not (math.isfinite(self.soft_start) and self.soft_start >= 0):
+            raise ValueError(f"--soft-start: must be a finite number >= 0, got {self.soft_start}")
+        if self.stale_periods < 1:
+            raise ValueError(f"--stale-periods: must be >= 1, got {self.stale_periods}")
+
+
+@dataclass
+class RobotServerArgs:
+    """The simulated robot to serve."""
+
+    backend: Literal["mujoco"] = "mujoco"  # robot back-end
+    checkpoint: str | None = None        # simulate the task (and its config) of this checkpoint
+    task: str | None = None              # simulate this task with its default config (default: go1-velocity; not with --checkpoint)
+    model: str | None = None             # MJCF replacing the task's robot model
+    perturb: str | None = None           # perturbation file (JSON/YAML)
+    host: str = "127.0.0.1"              # address of this machine to serve on
+    port: int = 9870                     # UDP port (0: any free one)
+    key_file: str | None = None          # shared key file: accept only packets with its HMAC-SHA256 tag, sign ours
+    seed: int = 0                        # random seed
+    command_timeout: float = 0.25        # the robot damps itself after this long without commands (s)
+    rt_priority: int | None = None       # SCHED_FIFO priority of the physics loop
+
+    def validate(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"--port: must be a port in 0-65535, got {self.port}")
+        _check_positive(command_timeout=self.command_timeout)
+
+
+def _log_path(args: DeployArgs, ckpt: Path) -> Path:
+    """``--log`` (refused if it exists: a log is never overwritten) or a new default name."""
+    if args.log:
+        if Path(args.log).exists():
+            raise LogExistsError(f"--log {args.log}: file exists; simrl never overwrites a log")
+        return Path(args.log)
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    log, n = ckpt / "real_logs" / f"deploy-{stamp}.mcap", 1
+    while log.exists():  # two runs in the same second: a new name
+        log, n = log.with_name(f"deploy-{stamp}-{n}.mcap"), n + 1
+    return log
+
+
+@command("deploy", help="run a checkpoint on a robot with the safety layer")
+def run_deploy(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the runtime's e-stop takes over
+    args = parse(DeployArgs, argv, "simrl deploy", __doc__)
+    ckpt = Path(args.checkpoint)
+    log = _log_path(args, ckpt)  # before any work
+    if (ckpt / "spec.json").exists() and not (ckpt / ONNX_FILE).exists():
+        from policies.export import export   # needs torch: only for a checkpoint not exported yet
+        export(ckpt, "onnx")
+    safety = deploy.SafetyConfig(soft_start_s=args.soft_start, stale_periods=args.stale_periods,
+                                 stale_timeout_s=args.stale_timeout)
+    config = deploy.RuntimeConfig(realtime=not args.lockstep, seed=args.seed,
+                                  command=tuple(args.command) if args.command else None,
+                                  end_on_termination=args.end_on_termination,
+                                  rt_priority=args.rt_priority, safety=safety)
+    faults = Faults(args.link_loss, args.link_delay, args.link_delay_packets, args.link_seed,
+                    args.link_latency)
+    key = load_key(args.key_file) if args.key_file else None
+    injected = (f", injecting {args.link_loss:.0%} loss, {args.link_delay:.0%} reordering delay and "
+                f"{args.link_latency * 1000:g} ms latency" if faults.active else "")
+    print(f"deploying {ckpt} on {args.robot} for {args.duration:g} s{injected} (Ctrl-C: e-stop)",
+          flush=True)
+    try:
+        report = deploy.run(ckpt, args.robot, args.duration, log, perturb=args.perturb, config=config,
+                            faults=faults if faults.active else None, key=key,
+                            connect_timeout=args.connect_timeout)
+    except RobotLost as exc:  # never connected, or the link died before the loop ran
+        print(f"simrl deploy: error: {exc}", file=sys.stderr)
+        return ROBOT_LOST_EXIT
+    print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+    if report.stop_reason == "estop":
+        return ESTOP_EXIT
+    return SAFETY_STOP_EXIT if report.stop_reason not in (None, "terminated") else 0
+
+
+@command("robot-server", help="serve a MuJoCo robot over UDP (loopback by default)")
+def run_robot_server(argv: list[str]) -> int:
+    from deploy.robots.mujoco import SimConfig
+    from deploy.robots.udp_server import bind_server, serve_udp
+    from envs.perturbation import Perturbation
+
+    args = parse(RobotServerArgs, argv, "simrl robot-server",
+                 "Runs the MuJoCo robot in real time behind the UDP protocol of deploy.robots.udp "
+                 "until Ctrl-C.")
+    if args.checkpoint and args.task:
+        raise ValueError("give --checkpoint or --task, not both")
+    spec = (load_spec(args.checkpoint) if args.checkpoint
+            else {"task": args.task or "go1-velocity", "task_config": {}})
+    perturbation = Perturbation.load(args.perturb) if args.perturb else None
+    cfg = SimConfig.from_spec(spec, args.model, perturbation, args.seed)
+    key = load_key(args.key_file) if args.key_file else None
+    sock = bind_server(args.host, args.port)  # a port in use or a foreign address: one line
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    port = sock.getsockname()[1]
+    auth = "HMAC-SHA256 with " + args.key_file if key else "no link key"
+    print(f"robot server: {cfg.name} on udp://{args.host}:{port}, {auth} (Ctrl-C to stop)", flush=True)
+    serve_udp(cfg, command_timeout=args.command_timeout, rt_priority=args.rt_priority, key=key, sock=sock)
+    return 0
