@@ -41,7 +41,8 @@ from deploy.recorder import Recorder, log_meta
 from deploy.robots import Robot, RobotOptions, make_robot, spec_control_dt
 from deploy.robots.base import Command, RobotLost, StateSample, compose_state
 from deploy.robots.udp import ConnectCancelled, Faults
-from deploy.safety import Actuators, SafetyConfig, SafetyLayer
+from deploy.actuators import Actuators
+from deploy.safety import SafetyConfig, SafetyLayer
 from envs.perturbation import Perturbation
 from envs.tasks import task_from_spec
 from simrl.core.robot_state import RobotState

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
+from deploy.actuators import Actuators
 from deploy.robots.base import DAMP, Command
 from simrl.core.robot_state import RobotState, projected_gravity
 
@@ -73,51 +73,6 @@ class SafetyConfig:
             raise ValueError(f"SafetyConfig.stale_timeout_s must be finite and > 0, got {self.stale_timeout_s}")
         if self.stale_periods < 1:
             raise ValueError("SafetyConfig.stale_periods must be >= 1")
-
-
-@dataclass
-class Actuators:
-    """What the safety layer knows about the actuators (arrays of length ``nu``)."""
-
-    servo: np.ndarray        # bool: position servo (ctrl is a target) vs direct effort
-    low: np.ndarray          # command limits: targets for servos, efforts for direct actuators
-    high: np.ndarray
-    force_limit: np.ndarray  # |actuator force| bound, inf when unlimited
-    kp: np.ndarray           # servo stiffness and damping commanded to the robot
-    kd: np.ndarray
-
-    @classmethod
-    def from_model(cls, model: mujoco.MjModel, pd_gains: dict | None = None,
-                   cfg: SafetyConfig | None = None) -> "Actuators":
-        """Limits from the MJCF: control ranges, joint ranges (via the transmission gear) and
-        force ranges; servo gains from ``pd_gains`` (the spec's, for the first actuators) or
-        the model's ``<position kp kv>``."""
-        cfg = cfg or SafetyConfig()
-        m, nu = model, model.nu
-        kp = m.actuator_gainprm[:, 0].copy()
-        kd = -m.actuator_biasprm[:, 2].copy()
-        servo = ((m.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
-                 & (m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
-                 & np.isclose(m.actuator_biasprm[:, 1], -kp) & (kp > 0))
-        if pd_gains is not None:
-            n = len(pd_gains["kp"])
-            kp[:n], kd[:n] = pd_gains["kp"], pd_gains["kd"]
-        low = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 0], -np.inf)
-        high = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 1], np.inf)
-        force = np.where(m.actuator_forcelimited,
-                         np.abs(m.actuator_forcerange).max(axis=1), np.inf) * cfg.torque_fraction
-        for i in range(nu):
-            if servo[i] and m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT:
-                j = m.actuator_trnid[i, 0]
-                if m.jnt_limited[j]:
-                    lo, hi = sorted(m.jnt_range[j] * m.actuator_gear[i, 0])
-                    if hi - lo > 2 * cfg.position_margin:
-                        lo, hi = lo + cfg.position_margin, hi - cfg.position_margin
-                    low[i], high[i] = max(low[i], lo), min(high[i], hi)
-            elif not servo[i] and np.isfinite(force[i]) and kp[i] != 0:
-                bound = force[i] / abs(kp[i])  # direct actuator: force = gain * ctrl
-                low[i], high[i] = max(low[i], -bound), min(high[i], bound)
-        return cls(servo, low, high, force, np.where(servo, kp, 0.0), np.where(servo, kd, 0.0))
 
 
 class SafetyLayer:

@@ -104,7 +104,8 @@ class Uniform:
         self._free = self._width > 0
 
     @classmethod
-    def from_ranges(cls, ranges: Sequence[ParamRange]) -> "Uniform":
+    def from_ranges(cls, ranges: Sequence[Any]) -> "Uniform":
+        """From :class:`envs.randomization.ParamRange` objects (name, low, high)."""
         return cls([r.name for r in ranges], [r.low for r in ranges], [r.high for r in ranges])
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -296,7 +296,6 @@ def _check_normalizer(module: Policy, spec: Mapping[str, Any], path: Path) -> No
                               f"those in {POLICY_FILE} (files of different checkpoints?)")
 
 
-__all__ = ["CheckpointError", "LoadedPolicy", "save", "load", "load_spec", "build_spec",
+__all__ = ["CheckpointError", "LoadedPolicy", "save", "load_checkpoint", "load_spec", "build_spec",
            "atomic_write", "atomic_write_path", "fsync_dir",
-           "action_spec", "pd_gains", "task_config", "check_task", "network_config",
-           "FORMAT_VERSION"]
+           "action_spec", "pd_gains", "check_task", "network_config", "FORMAT_VERSION"]

@@ -2,7 +2,7 @@
 transforms of history students, residual policies and privileged teachers.
 
 Numpy only and batched over worlds (leading dimension ``n``): the training wrappers
-(:mod:`simrl.robust.distill`, :mod:`simrl.robust.residual`) run them over all worlds, the robot
+(:mod:`simrl.distill`, :mod:`simrl.robust.residual`) run them over all worlds, the robot
 runtime (:mod:`deploy.policy_io`) runs the same code with ``n = 1``, so a network sees on the
 robot exactly the inputs it was trained on.
 

@@ -10,7 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 import envs
 from deploy.robots.base import DAMP, RUN
-from deploy.safety import Actuators, SafetyConfig, SafetyLayer
+from deploy.actuators import Actuators
+from deploy.safety import SafetyConfig, SafetyLayer
 from simrl.core.robot_state import RobotState, yaw_quat
 
 NU = 12

@@ -21,7 +21,7 @@ from policies.export import export
 from policies.networks import NetworkConfig, Policy
 from simrl.core.spec import load_spec
 from simrl.core.logs import read_log
-from simrl.robust.distill import HistoryEnv, PrivilegedEnv
+from simrl.distill import HistoryEnv, PrivilegedEnv
 from simrl.robust.residual import ResidualEnv, ResidualTask, make_base
 
 LOCKSTEP = deploy.RuntimeConfig(realtime=False, end_on_termination=False,

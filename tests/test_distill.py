@@ -14,7 +14,7 @@ from envs.batched import BatchedEnv
 from envs.tasks import make_task
 from policies.networks import NetworkConfig, Policy
 from simrl.cli import main
-from simrl.robust.distill import DistillConfig, HistoryEnv, PrivilegedEnv, distill
+from simrl.distill import DistillConfig, HistoryEnv, PrivilegedEnv, distill
 
 HOPPER_OBS = 11
 # DAgger's defining property: on states the student itself visits (and was not trained on), its

@@ -172,7 +172,8 @@ def test_export_refuses_to_overwrite_checkpoint_files(tmp_path, capsys):
 WRITER = textwrap.dedent("""
     import json, sys, torch
     from pathlib import Path
-    from simrl.train import config_to_dict, make_trainer, resolve_config
+    from simrl.train import config_to_dict
+    from simrl.algos import make_trainer, resolve_config
     out = Path(sys.argv[1])
     cfg = resolve_config({"train.task": "hopper", "train.num_envs": 2, "train.progress": False,
                           "train.steps": 10**9, "network.actor_hidden": (8,),

@@ -139,7 +139,7 @@ def test_run_defaults_follow_the_options_given():
     cfg = resolve(["--task", "panda-push", "--residual", "pusher", "--network.init-log-std", "0.5"])
     assert cfg.network.init_log_std == 0.5   # an explicit value wins over the residual default
     with pytest.raises(ValueError, match="hinf.ppo.num_steps"):
-        from simrl.train import make_trainer
+        from simrl.algos import make_trainer
         cfg = resolve(["--task", "go1-velocity", "--robust", "hinf", "--hinf.ppo.num-steps", "8"])
         make_trainer(cfg, "unused")
 

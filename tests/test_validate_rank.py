@@ -208,7 +208,7 @@ def test_bad_input_on_the_command_line(pool, tmp_path, capsys):
 
 def test_bench_reality_proxy_perturbs_physics_and_sensors():
     """The bench's proxy is a perturbation (the file deploy reads), run as batched worlds."""
-    from simrl.bench.rank import PROXY
+    from simrl.cli.bench.rank import PROXY
 
     proxy = PROXY.make_env("hopper", 2, seed=0)
     dr = {k: (v, v) for k, v in PROXY.params.items()} | {"latency": (1, 1)}

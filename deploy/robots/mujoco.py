@@ -33,7 +33,7 @@ from deploy.robots.base import (DAMP, Command, LinkStats, RobotLost, RobotOption
                                 measured_fields, register_robot, spec_control_dt)
 from deploy.robots.udp import (BYE, COMMAND, HELLO, STATE, DatagramRobot, Faults, FaultySocket,
                                Link, ProtocolError, SessionGate, decode_command, encode_state)
-from deploy.safety import Actuators
+from deploy.actuators import Actuators
 from envs.perturbation import Perturbation
 from envs.tasks import make_config, task_from_spec
 

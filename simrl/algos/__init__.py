@@ -1,4 +1,5 @@
-"""Training algorithms by name (``simrl train --algo NAME``).
+"""Training algorithms by name (``simrl train --algo NAME``), and the run config they make up
+(:func:`default_config`, :func:`resolve_config`, :func:`make_trainer`).
 
 Each algorithm registers itself in its own module of this package (or in any module the user
 imports) with :func:`register_algorithm` on its trainer factory::
@@ -16,10 +17,15 @@ before the user's; ``run_defaults`` computes defaults that depend on the run's o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from simrl.core.config import apply_overrides, from_dict, validate
 from simrl.core.registry import Registry
+from simrl.train import RunConfig, Trainer, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -60,3 +66,96 @@ def _redefined(name: str, factory: Callable) -> bool:
         return False
     old = ALGORITHMS._entries[name].make_trainer
     return (old.__module__, old.__qualname__) == (factory.__module__, factory.__qualname__)
+
+
+# -- the run config of the registered algorithms ---------------------------------------------
+def algorithm_sections() -> dict[str, type]:
+    """Section name -> config class over every registered algorithm (one class per name)."""
+    sections: dict[str, type] = {}
+    for algo in ALGORITHMS.values():
+        for name, cls in algo.sections.items():
+            if name in ("train", "network", "task"):
+                raise ValueError(f"algorithm {algo.name}: section name {name!r} is reserved")
+            if sections.setdefault(name, cls) is not cls:
+                raise ValueError(f"algorithm {algo.name}: section {name!r} is already a "
+                                 f"{sections[name].__name__}")
+    return sections
+
+
+def run_config_class(task_config: type) -> type:
+    """The :class:`RunConfig` subclass whose ``task`` is ``task_config`` and that has a field
+    for every registered algorithm section."""
+    return _run_config_class(task_config, tuple(algorithm_sections().items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_config_class(task_config: type, sections: tuple[tuple[str, type], ...]) -> type:
+    fields = [(name, cls, field(default_factory=cls)) for name, cls in sections]
+    fields.append(("task", task_config, field(default_factory=task_config)))
+    cls = dataclasses.make_dataclass("RunConfig", fields, bases=(RunConfig,))
+    cls.__module__ = RunConfig.__module__
+    cls.__doc__ = RunConfig.__doc__
+    return cls
+
+
+def default_config(task: str, algo: str = "ppo", **train: Any) -> RunConfig:
+    """The defaults of a run of ``task`` with ``algo`` (and other ``train`` fields, e.g.
+    ``residual="pusher"``): every section's defaults, then the task's ``train_defaults``, the
+    algorithm's ``defaults`` and its ``run_defaults`` for these options."""
+    from envs.tasks import TASKS, make_config
+
+    algorithm: Algorithm = ALGORITHMS.get(algo)
+    cfg = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
+    base = {"train.task": task, "train.algo": algo, **{f"train.{k}": v for k, v in train.items()}}
+    cfg = apply_overrides(cfg, {**TASKS.get(task).train_defaults, **algorithm.defaults, **base},
+                          "defaults")
+    if algorithm.run_defaults is not None:
+        cfg = apply_overrides(cfg, dict(algorithm.run_defaults(cfg)), "defaults")
+    return cfg
+
+
+def resolve_config(overrides: dict[str, Any]) -> RunConfig:
+    """The validated run config for dotted ``overrides`` (``{"ppo.learning_rate": 1e-3,
+    "train.task": ...}``): :func:`default_config` of their task, algorithm and train options,
+    then the overrides."""
+    train = {k[len("train."):]: v for k, v in overrides.items() if k.startswith("train.")}
+    task, algo = train.pop("task", TrainConfig.task), train.pop("algo", TrainConfig.algo)
+    cfg = apply_overrides(default_config(task, algo, **train), overrides, "config")
+    return check_config(apply_run_defaults(cfg, given=set(overrides)))
+
+
+def apply_run_defaults(cfg: RunConfig, given: set[str]) -> RunConfig:
+    """Recomputes the algorithm's ``run_defaults`` from ``cfg`` (a default may follow another
+    field the user set, e.g. ``hinf.ppo.num_steps`` follows ``ppo.num_steps``) and applies those
+    the user did not set (``given``: dotted keys)."""
+    algorithm = ALGORITHMS.get(cfg.train.algo)
+    if algorithm.run_defaults is None:
+        return cfg
+    derived = {k: v for k, v in algorithm.run_defaults(cfg).items() if k not in given}
+    return apply_overrides(cfg, derived, "defaults")
+
+
+def check_config(cfg: RunConfig) -> RunConfig:
+    """Validates every section (field ranges, no NaN) and the algorithm's options."""
+    validate(cfg)
+    algo = ALGORITHMS.get(cfg.train.algo)
+    t = cfg.train
+    if not algo.wrappers and (t.dr == "doraemon" or t.robust != "none" or t.residual):
+        raise ValueError(f"--dr doraemon, --robust and --residual are not available with "
+                         f"--algo {t.algo} (use --algo ppo)")
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuilds a run config from ``config.json`` content."""
+    from envs.tasks import TASKS, make_config
+
+    task = data.get("train", {}).get("task", TrainConfig.task)
+    default = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
+    return from_dict(default, data, "config.json")
+
+
+def make_trainer(cfg: RunConfig, out: str | Path) -> Trainer:
+    """The trainer of ``cfg.train.algo`` (checked with :func:`check_config` first)."""
+    check_config(cfg)
+    return ALGORITHMS.get(cfg.train.algo).make_trainer(cfg, out)

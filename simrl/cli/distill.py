@@ -28,7 +28,7 @@ from simrl.cli import command, parse
 from simrl.cli.train import resolve
 from simrl.core.config import validate
 from simrl.evaluate import format_summary
-from simrl.robust.distill import DISTILL_FILE, DistillConfig, distill, train_teacher
+from simrl.distill import DISTILL_FILE, DistillConfig, distill, train_teacher
 from simrl.train import CONFIG_FILE
 
 

@@ -33,7 +33,8 @@ from simrl.dream.model import WorldModel, WorldModelConfig
 from simrl.dream.train import train_in_dream
 from simrl.evaluate import format_summary
 from simrl.ppo import PPOConfig
-from simrl.train import TrainConfig, default_config
+from simrl.train import TrainConfig
+from simrl.algos import default_config
 
 
 @dataclass

@@ -22,7 +22,7 @@ from simrl.cli import command, parse
 from simrl.core.config import apply_overrides, to_jsonable
 from simrl.dr.grid import grid_eval, parse_grid, write_grid
 from simrl.evaluate import format_summary, run_episodes, summarize
-from simrl.robust.distill import wrapper_from_spec
+from simrl.distill import wrapper_from_spec
 from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
 from simrl.robust.residual import ResidualEnv
 from simrl.train import resolve_dr

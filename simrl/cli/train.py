@@ -24,8 +24,8 @@ from envs.tasks import TASKS
 from simrl.algos import ALGORITHMS
 from simrl.cli import command, config_fields, parse
 from simrl.core.config import apply_overrides
-from simrl.train import (CONFIG_FILE, RESUMABLE, TrainConfig, check_config, config_from_dict,
-                         default_config, find_resume_checkpoint, make_trainer)
+from simrl.train import CONFIG_FILE, RESUMABLE, TrainConfig, find_resume_checkpoint
+from simrl.algos import check_config, config_from_dict, default_config, make_trainer
 
 ALIASES = {"--dr-alpha": "--doraemon.alpha", "--dr-kl": "--doraemon.kl-bound"}
 # Train options that select the run's defaults (read before the full parse).

@@ -13,7 +13,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 

@@ -18,7 +18,8 @@ from simrl.dream.env import DreamConfig, DreamEnv
 from simrl.dream.model import WorldModel
 from simrl.ppo import PPO
 from simrl.algos.ppo import PPOTrainer
-from simrl.train import RunConfig, Trainer, resolve_config, resolve_device, set_threads
+from simrl.train import RunConfig, Trainer, resolve_device, set_threads
+from simrl.algos import resolve_config
 
 
 class DreamTrainer(PPOTrainer):

@@ -83,7 +83,7 @@ def train_member(task: str, name: str, dr: Any, steps: int, seed: int, root: Pat
     final = root / name / "final"
     if (final / "spec.json").exists():
         return final
-    from simrl.train import make_trainer, resolve_config
+    from simrl.algos import make_trainer, resolve_config
 
     dr_arg = dr
     if isinstance(dr, dict):  # simrl train takes a JSON file of ranges
