@@ -90,6 +90,45 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     return to_jsonable(cfg)
 
 
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of one training process
+    (``fcntl.flock`` on ``RUN/.lock``, released by the OS if the process dies): a second
+    ``simrl train`` on the same directory fails at once, naming the holder, instead of
+    overwriting the first run."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        import fcntl
+
+        self.path = Path(run_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ValueError(f"run directory {Path(run_dir)} is in use by another training process "
+                             f"(pid {holder}); wait for it to finish or use another --out") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the descriptor releases the lock
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,10 +146,20 @@ def resolve_dr(text: str) -> Any:
     path = Path(text)
     if not path.exists():
         raise ValueError(f"--dr {text!r}: use none, uniform or a JSON file (not found)")
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "type" in data:
-        from envs.distributions import distribution_from_dict
-        return distribution_from_dict(data)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--dr {text}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--dr {text}: expected a JSON object, a distribution {{\"type\": ...}} or "
+                         f"ranges {{param: [low, high]}}, got a {type(data).__name__}")
+    from envs.distributions import distribution_from_dict
+    if "type" in data:
+        return distribution_from_dict(data, f"--dr {text}")
+    bad = [k for k, v in data.items() if not isinstance(v, list)]
+    if bad:
+        raise ValueError(f"--dr {text}: {bad[0]}: expected [low, high] or [low, high, nominal], "
+                         f"got {data[bad[0]]!r}")
     return {k: tuple(v) for k, v in data.items()}
 
 

@@ -431,3 +431,42 @@ def test_rank_checks_truth_and_out_before_the_work(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "r"), "--truth", str(truth)]) == 2
     assert "truth.json: not a readable JSON file" in capsys.readouterr().err
     assert time.perf_counter() - t < 5
+
+
+def test_two_trainings_on_one_run_directory_cannot_both_run(tmp_path):
+    """Issue item 7: the second ``simrl train --out DIR`` fails at once while the first runs,
+    instead of both exiting 0 with the first run overwritten."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "simrl.cli", "train", "--task", "hopper", "--num-envs", "8",
+           "--steps", "40000", "--progress", "false", "--out", str(run)]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first run holds the lock before it writes its config
+    assert first.poll() is None, first.communicate()
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2
+    assert f"run directory {run} is in use by another training process (pid {first.pid})" in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    # after the first finished, the directory holds its run and is refused as before
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"mass": "wide"}', "mass: expected [low, high] or [low, high, nominal], got 'wide'"),
+    ('{"mass": [0.5, ', "not a readable JSON file"),
+    ('{"latency": [0, 1e9]}', "latency: high 1e+09 control steps is longer than an episode"),
+    ('{"type": "gamma", "names": []}', "unknown distribution type 'gamma'"),
+])
+def test_bad_dr_files_are_one_line_errors_naming_the_file(tmp_path, capsys, content, message):
+    dr = tmp_path / "dr.json"
+    dr.write_text(content)
+    assert main(["train", "--task", "hopper", "--dr", str(dr), "--steps", "64", "--num-envs", "2",
+                 "--progress", "false", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simrl train: error:") and message in err and err.count("\n") == 1
+    if "latency" not in content:
+        assert str(dr) in err

@@ -1,6 +1,6 @@
-"""Registries end to end: a toy task, a toy randomization kind and a toy algorithm, all
-registered from this file alone, train, evaluate, export, deploy and rank through the
-``simrl`` command line (no central table names them)."""
+"""Registries end to end: a toy task, a toy randomization kind, a toy algorithm and a toy robot
+back-end, all registered from this file alone, train, evaluate, export, deploy and rank through
+the ``simrl`` command line (no central table names them)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import pytest
 import torch
 
 import envs
+from deploy.robots import ROBOTS, RobotOptions, register_robot
+from deploy.robots.mujoco import MujocoRobot, SimConfig
+from envs.perturbation import Perturbation
 from envs.randomization import KINDS, FieldWrite, register_kind
 from envs.tasks.base import TASKS, ResetState, Task, TaskConfig, register_task
 from policies.networks import Policy
@@ -165,6 +168,17 @@ class ToySearchTrainer(Trainer):
         self.actor.load_state_dict(state["actor"])
 
 
+class HeavyCart(MujocoRobot):
+    """The toy back-end ``heavy-cart:KG``: the task's MuJoCo robot with the cart's mass set to
+    KG times nominal, built only from the robot URI (a stand-in for a real robot's driver)."""
+
+
+def make_heavy_cart(uri: str, spec: dict, options: RobotOptions) -> HeavyCart:
+    scale = float(uri.partition(":")[2] or 1.0)
+    cfg = SimConfig.from_spec(spec, None, Perturbation(params={"mass:cart": scale}), options.seed)
+    return HeavyCart(cfg, options.realtime, float(spec["control_dt"]), options.rt_priority)
+
+
 @pytest.fixture
 def toy(tmp_path):
     """Registers the toy task, randomization kind and algorithm; removes them afterwards."""
@@ -175,7 +189,9 @@ def toy(tmp_path):
     register_algorithm("toy-search", sections={"toy": ToySearchConfig},
                        defaults={"network.actor_hidden": (8,), "network.normalize_obs": False},
                        help="hill climbing on the actor's weights")(ToySearchTrainer)
+    register_robot("heavy-cart", "heavy-cart:KG: the toy slider with a heavier cart")(make_heavy_cart)
     yield
+    ROBOTS.unregister("heavy-cart")
     TASKS.unregister("toy-slider")
     KINDS.unregister("toy_damping")
     ALGORITHMS.unregister("toy-search")
@@ -214,6 +230,15 @@ def test_toy_task_and_algorithm_train_evaluate_deploy_and_rank(toy, tmp_path, ca
                      "--log", str(logs / f"real{seed}.mcap")]) == 0
     assert "steps 20 (20 by the policy)" in capsys.readouterr().out
 
+    # the toy back-end, by its URI scheme: same loop, same safety layer, its own physics
+    assert main(["deploy", "--checkpoint", str(final), "--robot", "heavy-cart:3", "--lockstep",
+                 "--duration", "1", "--soft-start", "0", "--log", str(logs / "heavy.mcap")]) == 0
+    out = capsys.readouterr().out
+    assert "on heavy-cart:3" in out and "steps 20 (20 by the policy)" in out
+    assert main(["deploy", "--checkpoint", str(final), "--robot", "nowhere://x", "--lockstep"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown robot 'nowhere://x'" in err and "heavy-cart:KG" in err
+
     pool = [str(run / "checkpoints" / "step_000001600"), str(final)]
     assert main(["rank", "--checkpoints", *pool, "--real-logs", str(logs),
                  "--out", str(tmp_path / "rank"), *FAST_RANK]) == 0
@@ -223,5 +248,6 @@ def test_toy_task_and_algorithm_train_evaluate_deploy_and_rank(toy, tmp_path, ca
 
 def test_registered_names_are_listed_and_removed(toy):
     assert "toy-slider" in TASKS and "toy-search" in ALGORITHMS and "toy_damping" in KINDS
+    assert "heavy-cart" in ROBOTS
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm("toy-search")(lambda cfg, out: None)

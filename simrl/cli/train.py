@@ -24,7 +24,7 @@ from envs.tasks import TASKS
 from simrl.algos import ALGORITHMS
 from simrl.cli import command, config_fields, parse
 from simrl.core.config import apply_overrides
-from simrl.train import CONFIG_FILE, RESUMABLE, TrainConfig, find_resume_checkpoint
+from simrl.train import CONFIG_FILE, RESUMABLE, RunLock, TrainConfig, find_resume_checkpoint
 from simrl.algos import check_config, config_from_dict, default_config, make_trainer
 
 ALIASES = {"--dr-alpha": "--doraemon.alpha", "--dr-kl": "--doraemon.kl-bound"}
@@ -128,6 +128,7 @@ def run(argv: list[str]) -> int:
     argv = without_option(argv, "--resume")
     if resume:
         run_dir, checkpoint, notice = find_resume_checkpoint(Path(resume))
+        lock = RunLock(run_dir)
         if notice:
             print(notice, file=sys.stderr)
         cfg = resume_config(run_dir, argv)
@@ -135,15 +136,18 @@ def run(argv: list[str]) -> int:
         cfg = resolve(argv)
         t = cfg.train
         run_dir = Path(t.out or f"runs/{t.task}-{t.algo}-s{t.seed}")
+        lock = RunLock(run_dir)  # before the check below: two runs cannot both pass it
         if (run_dir / CONFIG_FILE).exists():
+            lock.release()
             raise ValueError(f"run directory {run_dir} already holds a run; use --resume {run_dir} "
                              "or another --out")
         checkpoint = None
-    cfg.train.out = str(run_dir)
-    trainer = make_trainer(cfg, run_dir)
-    if checkpoint is not None:
-        trainer.resume(checkpoint)
-        print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
-    final = trainer.train()
+    with lock:
+        cfg.train.out = str(run_dir)
+        trainer = make_trainer(cfg, run_dir)
+        if checkpoint is not None:
+            trainer.resume(checkpoint)
+            print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
+        final = trainer.train()
     print(f"{trainer.summary_line()}; final checkpoint: {final}")
     return 0
