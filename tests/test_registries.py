@@ -1,6 +1,6 @@
-"""Registries end to end: a toy task, a toy randomization kind, a toy algorithm and a toy robot
-back-end, all registered from this file alone, train, evaluate, export, deploy and rank through
-the ``simrl`` command line (no central table names them)."""
+"""Registries end to end: a toy task, a toy randomization kind, a toy algorithm, a toy robot
+back-end and a toy command, all registered from this file alone, train, evaluate, export, deploy
+and rank through the ``simrl`` command line (no central table names them)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from envs.randomization import KINDS, FieldWrite, register_kind
 from envs.tasks.base import TASKS, ResetState, Task, TaskConfig, register_task
 from policies.networks import Policy
 from simrl.algos import ALGORITHMS, register_algorithm
-from simrl.cli import main
+from simrl.cli import COMMANDS, command, main, parse
 from simrl.core.config import require
 from simrl.core.robot_state import RobotState
 from simrl.train import RunConfig, Trainer, resolve_dr
@@ -179,6 +179,25 @@ def make_heavy_cart(uri: str, spec: dict, options: RobotOptions) -> HeavyCart:
     return HeavyCart(cfg, options.realtime, float(spec["control_dt"]), options.rt_priority)
 
 
+@dataclass
+class ToyReportArgs:
+    """Summarize a toy run."""
+
+    run: str                             # run directory
+    scale: float = 1.0                   # multiply the reported steps by this
+
+    def validate(self) -> None:
+        require(self.scale > 0, "--scale", f"must be > 0, got {self.scale}")
+
+
+def toy_report(argv: list[str]) -> int:
+    """``simrl toy-report --run DIR``: the run's algorithm and steps, from its final spec."""
+    args = parse(ToyReportArgs, argv, "simrl toy-report")
+    spec = json.loads((Path(args.run) / "final" / "spec.json").read_text())
+    print(f"toy-report: {spec['training']['algo']} {spec['training']['steps'] * args.scale:g} steps")
+    return 0
+
+
 @pytest.fixture
 def toy(tmp_path):
     """Registers the toy task, randomization kind and algorithm; removes them afterwards."""
@@ -190,7 +209,9 @@ def toy(tmp_path):
                        defaults={"network.actor_hidden": (8,), "network.normalize_obs": False},
                        help="hill climbing on the actor's weights")(ToySearchTrainer)
     register_robot("heavy-cart", "heavy-cart:KG: the toy slider with a heavier cart")(make_heavy_cart)
+    command("toy-report", help="summarize a toy run")(toy_report)
     yield
+    COMMANDS.unregister("toy-report")
     ROBOTS.unregister("heavy-cart")
     TASKS.unregister("toy-slider")
     KINDS.unregister("toy_damping")
@@ -239,6 +260,12 @@ def test_toy_task_and_algorithm_train_evaluate_deploy_and_rank(toy, tmp_path, ca
     err = capsys.readouterr().err
     assert "unknown robot 'nowhere://x'" in err and "heavy-cart:KG" in err
 
+    # the toy command: its options, validation and help come from its dataclass
+    assert main(["toy-report", "--run", str(run), "--scale", "0.5"]) == 0
+    assert "toy-report: toy-search 1600 steps" in capsys.readouterr().out
+    assert main(["toy-report", "--run", str(run), "--scale", "-1"]) == 2
+    assert "simrl toy-report: error: --scale: must be > 0" in capsys.readouterr().err
+
     pool = [str(run / "checkpoints" / "step_000001600"), str(final)]
     assert main(["rank", "--checkpoints", *pool, "--real-logs", str(logs),
                  "--out", str(tmp_path / "rank"), *FAST_RANK]) == 0
@@ -248,6 +275,6 @@ def test_toy_task_and_algorithm_train_evaluate_deploy_and_rank(toy, tmp_path, ca
 
 def test_registered_names_are_listed_and_removed(toy):
     assert "toy-slider" in TASKS and "toy-search" in ALGORITHMS and "toy_damping" in KINDS
-    assert "heavy-cart" in ROBOTS
+    assert "heavy-cart" in ROBOTS and "toy-report" in COMMANDS
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm("toy-search")(lambda cfg, out: None)
