@@ -220,7 +220,16 @@ class Trainer:
 
     # -- what subclasses provide ---------------------------------------------------------------
     task: Any
-    distribution: Any
+    env: Any = None   # the batched env trained on, when the trainer has one
+
+    @property
+    def distribution(self) -> Any:
+        """The DR distribution the env samples from (saved in checkpoints)."""
+        return self.env.distribution
+
+    def set_distribution(self, dist: Any) -> None:
+        """Replaces the env's DR distribution (DORAEMON between updates, resume)."""
+        self.env.set_distribution(dist)
 
     def train(self) -> Path:
         raise NotImplementedError
@@ -345,8 +354,6 @@ class Trainer:
             obj.load_state_dict(state["stateful"][name])
         self.load_algorithm_state(state["algorithm"], path)
 
-    def set_distribution(self, dist: Any) -> None:
-        raise NotImplementedError
 
 
 

@@ -27,10 +27,8 @@ from deploy.robots.mujoco import MujocoRobot, MujocoSim, SimConfig
 from deploy.robots.udp import (ACCEPT, COMMAND, HELLO, NONCE_SIZE, STATE, Faults, FaultySocket, Link,
                                ProtocolError, SessionGate, UdpRobot, decode, decode_command,
                                encode, encode_command, encode_state, load_key)
-from policies.export import export
 from simrl.core.spec import load_spec
 from simrl.core.logs import read_log
-from test_export import trained_like_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -56,13 +54,6 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGCONT)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
-
-
-@pytest.fixture(scope="module")
-def go1_ckpt(tmp_path_factory) -> str:
-    ckpt = trained_like_checkpoint(tmp_path_factory.mktemp("go1") / "c", "go1-velocity", out_gain=0.2)
-    export(ckpt)
-    return ckpt
 
 
 @pytest.fixture(scope="module")

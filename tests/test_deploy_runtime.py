@@ -32,13 +32,6 @@ LOCKSTEP = deploy.RuntimeConfig(realtime=False, end_on_termination=False)
 
 
 @pytest.fixture(scope="module")
-def go1_ckpt(tmp_path_factory) -> str:
-    ckpt = trained_like_checkpoint(tmp_path_factory.mktemp("go1") / "c", "go1-velocity", out_gain=0.2)
-    export(ckpt)
-    return ckpt
-
-
-@pytest.fixture(scope="module")
 def hopper_ckpt(tmp_path_factory) -> str:
     ckpt = trained_like_checkpoint(tmp_path_factory.mktemp("hopper") / "c")
     export(ckpt)

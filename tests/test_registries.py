@@ -119,13 +119,6 @@ class ToySearchTrainer(Trainer):
         self.actor = Policy(self.env.observation_size, self.env.action_size, cfg.network)
         self.best = -math.inf
 
-    @property
-    def distribution(self) -> Any:
-        return self.env.distribution
-
-    def set_distribution(self, dist: Any) -> None:
-        self.env.set_distribution(dist)
-
     def policy(self) -> Policy:
         return self.actor
 

@@ -42,13 +42,6 @@ class PPOTrainer(Trainer):
         self.ppo = PPO(self.model, cfg.ppo, t.num_envs, self.device)
         self.obs: torch.Tensor | None = None
 
-    @property
-    def distribution(self) -> Any:
-        return self.env.distribution
-
-    def set_distribution(self, dist: Any) -> None:
-        self.env.set_distribution(dist)
-
     def policy(self) -> Policy:
         return self.model.policy
 
