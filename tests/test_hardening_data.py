@@ -326,7 +326,7 @@ KILLED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_a_killed_log_reads_with_make_reader_and_recovers(tmp_path):
+def test_a_killed_log_reads_with_make_reader_and_recovers(tmp_path, capsys):
     from mcap.reader import make_reader
 
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -354,6 +354,14 @@ def test_a_killed_log_reads_with_make_reader_and_recovers(tmp_path):
     assert not read_log(fixed).truncated
     with pytest.raises(LogExistsError):
         recover_log(cut, fixed)
+    # the same from the command line, and what `simrl logs info` says of each file
+    assert main(["logs", "recover", "--src", str(cut), "--dst", str(tmp_path / "cli.mcap")]) == 0
+    assert main(["logs", "info", str(cut), str(tmp_path / "cli.mcap")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote " + str(tmp_path / "cli.mcap") + ": 20 steps" in out
+    assert f"{cut}: " in out and "20 steps" in out and "TRUNCATED" in out
+    assert out.count("TRUNCATED") == 1
+    assert main(["logs", "recover", "--src", str(cut), "--dst", str(tmp_path / "cli.mcap")]) == 2
 
 
 # -- item 15 and the last section: checkpoint files ------------------------------------------
