@@ -36,10 +36,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+import policies
 from envs.batched import BatchedEnv, reset_record
+from envs.distributions import distribution_from_dict
+from envs.tasks import config_from_spec, make_task
 from envs.wrappers import TaskView, Wrapper
 from policies.io import History, Privileged
 from policies.networks import NetworkConfig, Policy
+from simrl.algos.ppo import PPOTrainer
+from simrl.core.config import to_jsonable
+from simrl.evaluate import run_episodes, summarize
+from simrl.train import resolve_device, resolve_dr, set_threads
 
 DISTILL_FILE = "distill.json"
 STUDENT_DIR = "student"
@@ -276,7 +283,6 @@ class DistillResult:
 
 def load_teacher(path: str | Path, device: Any = "cpu") -> Any:
     """A privileged teacher checkpoint as a deterministic policy."""
-    import policies
     teacher = policies.load(path, device=device)
     if not teacher.spec.get("privileged"):
         raise ValueError(f"{path} is not a privileged teacher (no spec['privileged']); train one "
@@ -286,20 +292,16 @@ def load_teacher(path: str | Path, device: Any = "cpu") -> Any:
 
 def resolve_distill_dr(text: str, teacher_spec: dict[str, Any]) -> Any:
     """``--dr``: ``teacher`` is the DR the teacher checkpoint was saved with; else as ``simrl train``."""
-    from simrl.train import resolve_dr
     if text != "teacher":
         return resolve_dr(text)
     if teacher_spec.get("dr") is None:
         return "none"
-    from envs.distributions import distribution_from_dict
     return distribution_from_dict(teacher_spec["dr"])
 
 
 def evaluate_pair(teacher: Any, student: Any, task: Any, episodes: int, dr: Any, seed: int
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Teacher (privileged) and student (history) summaries under the same DR and seeds."""
-    from simrl.evaluate import run_episodes, summarize
-
     def evaluate(policy: Any) -> dict[str, Any]:
         return summarize(run_episodes(policy, task, episodes, dr=dr, seed=seed,
                                       wrap=wrapper_from_spec(policy.spec)))
@@ -310,11 +312,6 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig,
             progress: Callable[[int, dict[str, float]], None] | None = None) -> DistillResult:
     """DAgger from the teacher checkpoint into ``out/student``; TensorBoard in ``out/tb``, the
     teacher/student comparison in ``out/distill.json``. ``progress(k, stats)`` after each iteration."""
-    import policies
-    from envs.tasks import make_task
-    from envs.tasks import config_from_spec
-    from simrl.core.config import to_jsonable
-    from simrl.train import resolve_device, set_threads
     from torch.utils.tensorboard import SummaryWriter
 
     if cfg.iterations < 1 or cfg.steps_per_iteration < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
@@ -373,10 +370,6 @@ def train_teacher(cfg: Any, out: str | Path) -> Any:
     """A PPO trainer (``simrl.algos.ppo.PPOTrainer``) whose policy sees the privileged observation
     of :class:`PrivilegedEnv`; ``cfg`` is a ``simrl.train.RunConfig`` (plain PPO: no DORAEMON,
     residual or disturber). Call ``.train()`` on it."""
-    from envs.tasks import make_task
-    from simrl.algos.ppo import PPOTrainer
-    from simrl.train import resolve_device, resolve_dr
-
     t = cfg.train
     if t.algo != "ppo" or t.dr == "doraemon" or t.robust != "none" or t.residual:
         raise ValueError("a privileged teacher is trained with plain PPO (--algo ppo, --dr none, "

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from envs.batched import BatchedEnv
+
 
 def t_interval(values: Any, confidence: float = 0.95) -> dict[str, Any]:
     """Mean, sample std and the Student-t confidence interval of the mean."""
@@ -53,7 +55,6 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
     :class:`~simrl.robust.residual.ResidualEnv`)."""
     import torch
 
-    from envs.batched import BatchedEnv
 
     out: dict[str, list] = {"returns": [], "lengths": [], "success": []}
     metrics: dict[str, list] = {}

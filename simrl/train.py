@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 import policies
+from envs.distributions import distribution_from_dict
 from policies.checkpoint import atomic_write, fsync_dir
 from policies.networks import NetworkConfig, Policy
 from simrl.core.config import require, to_jsonable
-from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 from simrl.core.progress import progress
+from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 
 TRAINING_STATE = "training_state.pt"
 CONFIG_FILE = "config.json"
@@ -153,7 +154,6 @@ def resolve_dr(text: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"--dr {text}: expected a JSON object, a distribution {{\"type\": ...}} or "
                          f"ranges {{param: [low, high]}}, got a {type(data).__name__}")
-    from envs.distributions import distribution_from_dict
     if "type" in data:
         return distribution_from_dict(data, f"--dr {text}")
     bad = [k for k, v in data.items() if not isinstance(v, list)]
@@ -348,7 +348,6 @@ class Trainer:
         self.episodes.load_state_dict(state["episodes"])
         spec = policies.load_spec(path)
         if spec.get("dr") is not None:
-            from envs.distributions import distribution_from_dict
             self.set_distribution(distribution_from_dict(spec["dr"]))
         for name, obj in self.stateful.items():
             obj.load_state_dict(state["stateful"][name])

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from envs.tasks import TASKS, make_config
 from simrl.core.config import apply_overrides, from_dict, validate
 from simrl.core.registry import Registry
-from simrl.train import RunConfig, Trainer, TrainConfig
+from simrl.train import RunConfig, TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,6 @@ def default_config(task: str, algo: str = "ppo", **train: Any) -> RunConfig:
     """The defaults of a run of ``task`` with ``algo`` (and other ``train`` fields, e.g.
     ``residual="pusher"``): every section's defaults, then the task's ``train_defaults``, the
     algorithm's ``defaults`` and its ``run_defaults`` for these options."""
-    from envs.tasks import TASKS, make_config
-
     algorithm: Algorithm = ALGORITHMS.get(algo)
     cfg = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
     base = {"train.task": task, "train.algo": algo, **{f"train.{k}": v for k, v in train.items()}}
@@ -148,8 +147,6 @@ def check_config(cfg: RunConfig) -> RunConfig:
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuilds a run config from ``config.json`` content."""
-    from envs.tasks import TASKS, make_config
-
     task = data.get("train", {}).get("task", TrainConfig.task)
     default = run_config_class(TASKS.get(task).config_class)(task=make_config(task))
     return from_dict(default, data, "config.json")

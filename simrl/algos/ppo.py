@@ -12,11 +12,15 @@ from typing import Any
 
 import torch
 
+import envs
+from envs.batched import BatchedEnv
+from envs.tasks import make_task
 from policies.networks import ActorCritic, Policy
 from simrl.algos import register_algorithm
-from simrl.dr.curriculum import DoraemonTrainConfig
+from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 from simrl.ppo import PPO, PPOConfig
-from simrl.robust.hinf import HinfConfig
+from simrl.robust.hinf import DisturbedEnv, HinfConfig
+from simrl.robust.residual import ResidualEnv, make_base
 from simrl.train import RunConfig, Trainer, resolve_device, resolve_dr, set_threads
 
 # Initial action-noise log std of a residual (``--residual``): it starts near the base controller.
@@ -28,7 +32,6 @@ class PPOTrainer(Trainer):
     replaces that env with another of the same API (a wrapper: residual, adversary)."""
 
     def __init__(self, cfg: RunConfig, out: str | Path, env: Any = None):
-        import envs
 
         super().__init__(cfg, out)
         t = cfg.train
@@ -100,12 +103,6 @@ def ppo_run_defaults(cfg: RunConfig) -> dict[str, Any]:
 def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
     """The PPO trainer of ``cfg``, its env wrapped for ``--residual`` / ``--robust hinf`` and
     DORAEMON attached for ``--dr doraemon``."""
-    from envs.batched import BatchedEnv
-    from envs.tasks import make_task
-    from simrl.dr.curriculum import DoraemonCurriculum
-    from simrl.robust.hinf import DisturbedEnv
-    from simrl.robust.residual import ResidualEnv, make_base
-
     t = cfg.train
     if t.residual and t.robust == "hinf":
         raise ValueError("--residual and --robust hinf cannot be combined")

@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+import envs.gym
+from envs.batched import resolve_distribution
+from envs.tasks import make_config, make_task
+from policies.checkpoint import atomic_write, atomic_write_path
 from policies.networks import ACTIVATIONS, Policy
-from policies.sb3 import check_conversion, policy_from_sb3
+from policies.sb3 import NeedsPickleError, check_conversion, policy_from_sb3
 from simrl.algos import register_algorithm
 from simrl.core.config import require
 from simrl.ppo import PPOConfig
@@ -48,8 +52,6 @@ class SACConfig:
 
 def _task_overrides(cfg: RunConfig) -> dict[str, Any]:
     """Task config fields that differ from the task's defaults (what the Gymnasium env takes)."""
-    from envs.tasks import make_config
-
     default = make_config(cfg.train.task)
     out = {f.name: getattr(cfg.task, f.name) for f in dataclasses.fields(cfg.task)
            if getattr(cfg.task, f.name) != getattr(default, f.name)}
@@ -64,11 +66,12 @@ class SB3Trainer(Trainer):
 
     def __init__(self, cfg: RunConfig, out: str | Path):
         from stable_baselines3.common.env_util import make_vec_env
-        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+        from stable_baselines3.common.vec_env import (
+            DummyVecEnv,
+            SubprocVecEnv,
+            VecNormalize,
+        )
 
-        import envs.gym
-        from envs.batched import resolve_distribution
-        from envs.tasks import make_task
 
         super().__init__(cfg, out)
         t = cfg.train
@@ -171,7 +174,6 @@ class SB3Trainer(Trainer):
         return self.finish()
 
     def algorithm_state(self, directory: Path) -> dict[str, Any]:
-        from policies.checkpoint import atomic_write, atomic_write_path
         atomic_write(directory / MODEL_FILE, self.model.save)
         if self.vec_normalize is not None:
             atomic_write_path(directory / VECNORM_FILE, self.vec_normalize.save)
@@ -181,7 +183,6 @@ class SB3Trainer(Trainer):
         from stable_baselines3 import PPO, SAC
         from stable_baselines3.common.vec_env import VecNormalize
 
-        from policies.sb3 import NeedsPickleError
         if not self.cfg.train.trust_pickle:
             raise NeedsPickleError(f"{directory}: resuming an SB3 run unpickles its {MODEL_FILE} and "
                                    f"{VECNORM_FILE}, which runs any code they hold; add --trust-pickle "

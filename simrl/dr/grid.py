@@ -16,6 +16,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from envs.batched import BatchedEnv
+from envs.randomization import make_ranges
+
 
 class GridRows:
     """A discrete distribution over given parameter vectors; ``sample(n)`` cycles through them
@@ -74,8 +77,6 @@ def grid_eval(policy: Callable[[Any], Any], task: Any, grid: list[tuple[str, flo
     """Runs the grid; ``policy`` maps an observation tensor to an action tensor."""
     import torch
 
-    from envs.batched import BatchedEnv
-    from envs.randomization import make_ranges
 
     (name_a, lo_a, hi_a), (name_b, lo_b, hi_b) = grid
     va, vb = np.linspace(lo_a, hi_a, points), np.linspace(lo_b, hi_b, points)

@@ -16,6 +16,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+import envs
+import policies
+from policies.base import RandomController, StandController
+from simrl.core.logs import LogError, check_compatible, read_logs
 from simrl.core.robot_state import RobotState
 
 ARRAYS = ("obs", "action", "next_obs", "reward", "terminated", "episode", "step")
@@ -131,8 +135,6 @@ def make_behaviour(spec: str, action_size: int, task: Any, seed: int = 0,
                    action_noise: float = 0.0) -> Behaviour:
     """``spec``: ``random`` or ``stand`` (``policies.base``), or a checkpoint path; plus Gaussian
     ``action_noise`` (std, policy units) for exploration around a checkpoint."""
-    from policies.base import RandomController, StandController
-
     rng = np.random.default_rng(seed + 1)
     if spec == "random":
         controller = RandomController(action_size, seed)
@@ -141,7 +143,6 @@ def make_behaviour(spec: str, action_size: int, task: Any, seed: int = 0,
         stand = StandController(action_size)
         base = lambda obs, rs: stand(rs)
     else:
-        import policies
         policy = policies.load(spec, task=task)
         base = lambda obs, rs: policy(obs.astype(np.float32)).astype(np.float64)
     if action_noise <= 0:
@@ -154,8 +155,6 @@ def collect(task: str, steps: int, behaviour: str = "random", num_envs: int = 16
             dr: str = "none", action_noise: float = 0.0) -> Transitions:
     """About ``steps`` transitions of ``task`` (nominal physics unless ``dr``) under
     ``behaviour`` (see :func:`make_behaviour`), from ``num_envs`` worlds with auto-reset."""
-    import envs
-
     env = envs.make(task, num_envs, dr=dr, seed=seed)
     act = make_behaviour(behaviour, env.action_size, env.task, seed, action_noise)
     obs = env.reset_numpy()
@@ -213,9 +212,6 @@ def from_logs(paths: str | os.PathLike | Iterable[str | os.PathLike], task: str 
     read from ``state["reward"]`` (and ``state["terminated"]`` if present), aligned with the
     action row. A log with neither is an error.
     """
-    import envs
-    from simrl.core.logs import LogError, check_compatible, read_logs
-
     logs = read_logs(paths)
     name = task or logs[0].meta.task
     task_obj = envs.make_task(name)

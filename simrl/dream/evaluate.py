@@ -8,9 +8,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+import policies
+from envs.tasks import config_from_spec, make_task
 from simrl.dream.data import Transitions
 from simrl.dream.dynamics import MaskedDynamics
 from simrl.dream.model import WorldModel
+from simrl.evaluate import run_episodes, summarize
 
 
 @torch.no_grad()
@@ -46,11 +49,6 @@ def prediction_errors(model: WorldModel, data: Transitions, horizons: Sequence[i
 def real_return(checkpoint: str, task: str | None = None, episodes: int = 10, seed: int = 0,
                 dr: Any = "none") -> dict[str, Any]:
     """The checkpoint's return in the real (MuJoCo) task: ``simrl eval``'s episodes and summary."""
-    import policies
-    from envs.tasks import make_task
-    from envs.tasks import config_from_spec
-    from simrl.evaluate import run_episodes, summarize
-
     policy = policies.load(checkpoint, task=task)
     spec = policy.spec
     episodes_out = run_episodes(policy, make_task(spec["task"], config=config_from_spec(spec)), episodes,

@@ -16,6 +16,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from envs.batched import BatchedEnv
+from envs.tasks import TASKS, make_task
+from simrl.evaluate import wilson_interval
+
 
 @dataclass
 class PushTestConfig:
@@ -46,9 +50,6 @@ class PushTestResult:
 def push_test(policy: Callable[[np.ndarray], np.ndarray], task_name: str, cfg: PushTestConfig,
               **task_overrides: Any) -> PushTestResult:
     """Runs the push test of one policy (numpy observations in, actions out)."""
-    from envs.batched import BatchedEnv
-    from envs.tasks import TASKS, make_task
-
     if cfg.directions < 1 or cfg.repeats < 1:
         raise ValueError(f"push test needs >= 1 direction and repeat, got {cfg.directions} and {cfg.repeats}")
     steps = lambda seconds, dt: int(round(seconds / dt))  # noqa: E731
@@ -76,7 +77,6 @@ def push_test(policy: Callable[[np.ndarray], np.ndarray], task_name: str, cfg: P
         rates.append(float(ok.mean()))
         by_dir.append(ok.reshape(cfg.directions, cfg.repeats).mean(axis=1).tolist())
     env.close()
-    from simrl.evaluate import wilson_interval
     ci = [wilson_interval(int(round(r * n)), n)["ci95"] for r in rates]
     return PushTestResult(list(map(float, cfg.magnitudes)), rates, by_dir,
                           list(np.degrees(np.arange(cfg.directions) * 2 * np.pi / cfg.directions)),

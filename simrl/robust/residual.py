@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import policies
 from envs.wrappers import Step, TaskView, Wrapper, to_numpy
 from policies.base import SCRIPTED
 from policies.io import BaseController, Residual, scripted_base
@@ -37,7 +38,6 @@ def make_base(spec: str, task: Any, trust_pickle: bool = False) -> BaseControlle
     if not path.exists():
         raise FileNotFoundError(f"residual base {spec!r}: not a scripted base (stand, trot, pusher), "
                                 "a checkpoint directory or an SB3 .zip")
-    import policies
     options = {"trust_pickle": trust_pickle} if path.suffix == ".zip" else {}
     policy = policies.load(str(path), task=task.name, **options)
 

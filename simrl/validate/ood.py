@@ -20,9 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 
+import envs
+from envs.distributions import distribution_from_dict
+from envs.tasks import config_from_spec
 from simrl.validate.data import RealData
-from simrl.validate.detectors import (GMM, KNN, GMMConfig, KNNConfig, Mahalanobis, MahalanobisConfig,
-                                      DisagreementModel, WorldModelDisagreement)
+from simrl.validate.detectors import (
+    GMM,
+    KNN,
+    DisagreementModel,
+    GMMConfig,
+    KNNConfig,
+    Mahalanobis,
+    MahalanobisConfig,
+    WorldModelDisagreement,
+)
 from simrl.validate.features import PARTS, check_parts, policy_features
 from simrl.validate.rollout import collect
 
@@ -82,16 +93,12 @@ class DetectorScores:
 
 def training_distribution(spec: dict[str, Any]) -> Any:
     """The DR distribution a checkpoint was trained under ("none" when it has none)."""
-    from envs.distributions import distribution_from_dict
     return "none" if spec.get("dr") is None else distribution_from_dict(spec["dr"])
 
 
 def reference_rollouts(policy: Any, cfg: OODConfig) -> Reference:
     """Deterministic rollouts of ``policy`` (a :class:`policies.LoadedPolicy`) under its
     training randomization, split by world into fit and held-out steps."""
-    import envs
-    from envs.tasks import config_from_spec
-
     spec = policy.spec
     with envs.make(spec["task"], cfg.reference_envs, dr=training_distribution(spec), seed=cfg.seed,
                    config=config_from_spec(spec)) as env:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+import policies
 from simrl.validate.data import RealData, check_specs, load_real_data
 from simrl.validate.detectors import DisagreementModel
 from simrl.validate.metrics import ranking_metrics
@@ -73,7 +74,6 @@ def rank_checkpoints(checkpoints: Sequence[str | os.PathLike], real_logs: str | 
 
 def _rank(checkpoints: Sequence[str | os.PathLike], real_logs: str | os.PathLike | Iterable,
           cfg: RankConfig, world_model: DisagreementModel | None, log: Callable[[str], Any]) -> Ranking:
-    import policies
 
     paths = [str(p) for p in checkpoints]
     t0 = time.perf_counter()

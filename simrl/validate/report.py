@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.core.config import to_jsonable
 from simrl.validate.ranking import RankConfig, Ranking, ood_table
 
 _STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -25,8 +26,6 @@ def _num(x: float) -> float | None:
 
 def to_json(ranking: Ranking, cfg: RankConfig, metrics: dict[str, dict[str, float]] | None = None) -> dict:
     """The content of ``ranking.json``."""
-    from simrl.core.config import to_jsonable
-
     rows = []
     for i, (path, name) in enumerate(zip(ranking.checkpoints, ranking.names)):
         rows.append({

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+import envs
+from envs.tasks import task_from_spec
 from simrl.validate.rollout import first_episodes
 
 METRICS = ("return", "success")
@@ -41,9 +43,6 @@ class SimResult:
 
 def sim_score(policy: Any, cfg: SimEvalConfig = SimEvalConfig()) -> SimResult:
     """Score of a :class:`policies.LoadedPolicy` on its own task under held-out randomization."""
-    import envs
-    from envs.tasks import task_from_spec
-
     task = task_from_spec(policy.spec)
     dr = dict(cfg.dr) if cfg.dr is not None else task.heldout()
     with envs.make(task, cfg.num_envs, dr=dr, seed=cfg.seed) as env:
