@@ -427,7 +427,12 @@ class Doraemon:
             # last bits, so check that one too: the bound must hold for the number we report.
             if problem.old.kl(problem.distribution(th)) > cfg.kl_bound:
                 return False
-            return not need_success or vals["success"][0] >= cfg.alpha - cfg.success_tol
+            if not need_success:
+                return True
+            # Likewise for success: the solver's value and the one reported (recomputed from the
+            # distribution's a and b) may differ in the last bits; both must meet the bound.
+            bound = cfg.alpha - cfg.success_tol
+            return vals["success"][0] >= bound and self._success_of(problem, th)[0] >= bound
 
         if not np.isfinite(cand).all():
             return start, "solver returned non-finite parameters: kept its starting point"
@@ -447,14 +452,20 @@ class Doraemon:
                 fallback_used: bool, status: str, messages: Sequence[str]) -> UpdateResult:
         new = problem.distribution(theta)
         old = problem.old
-        # Importance weights on the (standardized, clipped) buffer the constraint was solved on.
-        log_w = (beta_log_prob_torch(problem.z, torch.as_tensor(new.a[problem.free]),
-                                     torch.as_tensor(new.b[problem.free])) - problem.logp_old).numpy()
-        success_after, ess = _is_from_log_weights(log_w, problem.s.numpy(), self.config.self_normalized)
+        success_after, ess = self._success_of(problem, theta)
         return self._finish(UpdateResult(
             distribution=new, entropy_after=new.entropy(), success_after=success_after,
             kl=old.kl(new), feasible=feasible, fallback_used=fallback_used, status=status,
             solver_message="; ".join(messages), ess=ess, **base))
+
+    def _success_of(self, problem: _Problem, theta: np.ndarray) -> tuple[float, float]:
+        """(importance-sampled success, effective sample size) of the distribution at ``theta``,
+        as reported: from its a and b, on the (standardized, clipped) buffer the constraint was
+        solved on."""
+        new = problem.distribution(theta)
+        log_w = (beta_log_prob_torch(problem.z, torch.as_tensor(new.a[problem.free]),
+                                     torch.as_tensor(new.b[problem.free])) - problem.logp_old).numpy()
+        return _is_from_log_weights(log_w, problem.s.numpy(), self.config.self_normalized)
 
     def _finish(self, result: UpdateResult) -> UpdateResult:
         if result.kl > self.config.kl_bound:  # cannot happen after _restrict; never hand it out
