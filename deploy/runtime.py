@@ -233,6 +233,10 @@ class Runtime:
         default_ctrl = self.task.action_to_ctrl(np.zeros((1, na)), rs0, copy.deepcopy(self.task_state))[0]
         p = _Progress(sample, np.zeros(na), sample.fields["motor_pos"], default_ctrl)
         p.schema = {k: v.shape for k, v in sample.fields.items()}
+        try:  # does the robot report what the reward needs? (real robots: no privileged state)
+            self.task.reward(rs0, rs0, np.zeros((1, na)), default_ctrl[None])
+        except (TypeError, KeyError, AttributeError):
+            p.reward_ok = False  # decided once, so every logged step has the same fields
         rate = Rate(self.dt, cfg.spin_s) if cfg.realtime else None
         hold_steps = int(np.ceil(cfg.safety.stop_hold_s / self.dt))
         with (realtime_scheduling(cfg.rt_priority) if cfg.realtime else nullcontext()):

@@ -296,6 +296,8 @@ def _flatten(value: Any, out: list) -> None:
     if isinstance(value, IdlStruct):
         for f in fields(value):
             _flatten(getattr(value, f.name), out)
+    elif isinstance(value, (bytes, bytearray)):  # uint8 arrays come back from DDS as bytes
+        out.extend(value)
     elif isinstance(value, (list, tuple)):
         for v in value:
             _flatten(v, out)
