@@ -219,7 +219,7 @@ def test_deploy_on_the_twin_with_the_start_up_sequence(go1_checkpoint, tmp_path)
         log = tmp_path / "unitree.mcap"
         out = subprocess.run([sys.executable, "-m", "simrl.cli", "deploy", "--checkpoint", go1_checkpoint,
                               "--robot", f"unitree://lo?domain={domain}", "--duration", "3",
-                              "--zero-torque", "0.3", "--soft-start", "1", "--command", "0.3", "0", "0",
+                              "--zero-torque", "0.2", "--soft-start", "1", "--stale-timeout", "1", "--command", "0.3", "0", "0",
                               "--log", str(log), "--json", str(tmp_path / "r.json")],
                              env=ENV, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -233,9 +233,9 @@ def test_deploy_on_the_twin_with_the_start_up_sequence(go1_checkpoint, tmp_path)
     # the start-up sequence, step by step in the log: zero torque, soft start, the policy
     rec = read_log(log)
     zero, soft = rec.safety["zero_torque"].astype(bool), rec.safety["soft_start"].astype(bool)
-    assert zero[:15].all() and not zero[15:].any()
-    assert soft[15:65].all() and not soft[65:].any()
-    assert not np.any(rec.action[:65]) and np.abs(rec.action[65:]).max() > 0.05
+    assert zero[:10].all() and not zero[10:].any()
+    assert soft[10:60].all() and not soft[60:].any()
+    assert not np.any(rec.action[:60]) and np.abs(rec.action[60:]).max() > 0.05
     # the robot stood through it (the twin's base stays up) and took every command
     assert rec.obs[-1, 5] < -0.9  # gravity direction: upright
     assert "rejected (bad CRC or values)" in twin_out
