@@ -6,7 +6,7 @@ Each control period (absolute deadlines on ``time.perf_counter``; lockstep robot
    :mod:`deploy.safety`; a sample whose fields differ from the first one's is a stop);
 2. build the robot-state record (the robot's readings + the runtime's command, last action and
    task state) and the observation with the task's own ``observation`` (as in training);
-3. soft start, or the policy (onnxruntime, no torch) -> safety layer (action limits) ->
+3. zero torque and soft start (the robot's start-up), or the policy (onnxruntime, no torch) -> safety layer (action limits) ->
    ``task.action_to_ctrl`` -> safety layer (command limits) -> the robot, with the spec's PD
    gains;
 4. evaluate the task reward on consecutive records when the robot reports what it needs (the
@@ -233,6 +233,10 @@ class Runtime:
         default_ctrl = self.task.action_to_ctrl(np.zeros((1, na)), rs0, copy.deepcopy(self.task_state))[0]
         p = _Progress(sample, np.zeros(na), sample.fields["motor_pos"], default_ctrl)
         p.schema = {k: v.shape for k, v in sample.fields.items()}
+        try:  # does the robot report what the reward needs? (real robots: no privileged state)
+            self.task.reward(rs0, rs0, np.zeros((1, na)), default_ctrl[None])
+        except (TypeError, KeyError, AttributeError):
+            p.reward_ok = False  # decided once, so every logged step has the same fields
         rate = Rate(self.dt, cfg.spin_s) if cfg.realtime else None
         hold_steps = int(np.ceil(cfg.safety.stop_hold_s / self.dt))
         with (realtime_scheduling(cfg.rt_priority) if cfg.realtime else nullcontext()):
@@ -325,8 +329,14 @@ class Runtime:
         if p.stop_step is not None:
             p.prev = None
             return safety.stop_command(), np.zeros(na)
-        if not safety.soft_start_done(k * self.dt):
-            ctrl = safety.soft_start(k * self.dt, p.start_pos, p.default_ctrl)
+        t = k * self.dt
+        if not safety.zero_torque_done(t):
+            p.start_pos = q.copy()  # the soft start begins where zero torque left the robot
+            return safety.zero_torque(q), np.zeros(na)
+        if safety.has_servos:
+            t -= safety.cfg.zero_torque_s
+        if not safety.soft_start_done(t):
+            ctrl = safety.soft_start(t, p.start_pos, p.default_ctrl)
             return safety.run_command(safety.limit_command(ctrl, q, qd)), np.zeros(na)
         t0 = time.perf_counter()
         raw = self.policy(self.io.network_input(rs))

@@ -13,6 +13,9 @@ through it. Limits (the step goes on, the event is flagged and counted):
   ``position_margin``) and the control range. Position limits always hold; the torque limit
   holds whenever it is compatible with them (a joint already outside its range is pulled back
   even if that takes more torque);
+* ``zero_torque``: for the first ``zero_torque_s`` seconds (default 0) the servos get zero
+  stiffness and damping (the first step of unitree_rl_gym's deploy_real start-up); the soft
+  start begins from the pose measured at its end;
 * ``soft_start``: for ``soft_start_s`` seconds the servos move from the measured pose to the
   default pose before the policy takes over. Each servo moves at ``|offset| / soft_start_s``
   but no slower than ``soft_start_speed``: a robot far from the default pose (lying down) gets
@@ -42,7 +45,7 @@ from deploy.actuators import Actuators
 from deploy.robots.base import DAMP, Command
 from simrl.core.robot_state import RobotState, projected_gravity
 
-LIMIT_EVENTS = ("soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
+LIMIT_EVENTS = ("zero_torque", "soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
 STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "malformed_state", "tilt", "stale_data",
                "robot_lost", "estop")
 EVENTS = LIMIT_EVENTS + STOP_EVENTS
@@ -59,6 +62,7 @@ class SafetyConfig:
     max_tilt_deg: float = 60.0       # base tilt counted as a fall (robots with an IMU)
     stale_periods: int = 3           # control periods of robot time whose states may be lost
     stale_timeout_s: float = 0.2     # seconds without any state before stopping
+    zero_torque_s: float = 0.0       # zero torque this long before the soft start (servo robots)
     soft_start_s: float = 1.0        # move to the default pose first (servo robots only)
     soft_start_speed: float = 1.0    # servo units (rad) per second, at least, during soft start
     stop_kd: float = 1.0             # damping of the damped stop (force per unit velocity)
@@ -66,7 +70,7 @@ class SafetyConfig:
 
     def __post_init__(self) -> None:
         for name in ("position_margin", "max_velocity", "torque_fraction", "max_action_delta",
-                     "soft_start_s", "soft_start_speed", "stop_kd", "stop_hold_s"):
+                     "zero_torque_s", "soft_start_s", "soft_start_speed", "stop_kd", "stop_hold_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SafetyConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not (self.stale_timeout_s > 0 and np.isfinite(self.stale_timeout_s)):
@@ -169,6 +173,16 @@ class SafetyLayer:
             step = offset
         return np.where(self.act.servo, np.where(np.isfinite(q_start), q_start + step, default_ctrl),
                         default_ctrl)
+
+    def zero_torque(self, q: np.ndarray) -> Command:
+        """Zero stiffness and damping on every servo (targets at the measured pose), direct
+        actuators zero."""
+        self.flag("zero_torque")
+        n = len(self.act.servo)
+        return Command(np.where(self.act.servo & np.isfinite(q), q, 0.0), np.zeros(n), np.zeros(n))
+
+    def zero_torque_done(self, elapsed: float) -> bool:
+        return not self.has_servos or elapsed >= self.cfg.zero_torque_s
 
     def soft_start_done(self, elapsed: float) -> bool:
         return not self.has_servos or elapsed >= self.cfg.soft_start_s

@@ -43,13 +43,14 @@ class DeployArgs:
     """Where and how to run the checkpoint."""
 
     checkpoint: str                      # checkpoint directory (exported first if it has no policy.onnx)
-    robot: str = "mujoco"                # mujoco | mujoco:MODEL.xml | udp://HOST:PORT (any registered back-end)
+    robot: str = "mujoco"                # mujoco | mujoco:MODEL.xml | udp://HOST:PORT | unitree://IFACE (any registered back-end)
     perturb: str | None = None           # perturbation file (JSON/YAML) for the mujoco robot
     duration: float = 10.0               # seconds
     log: str | None = None               # real log to write, never over an existing file (default: CHECKPOINT/real_logs/deploy-TIME.mcap)
     lockstep: bool = False               # mujoco robot only: step in lockstep, faster than real time
     command: tuple[float, ...] | None = None  # task command, e.g. Go1: vx vy yaw_rate (default: drawn with --seed)
     seed: int = 0                        # random seed (commands, the mujoco robot)
+    zero_torque: float = 0.0             # seconds of zero torque before the soft start (unitree_rl_gym's deploy_real start-up)
     soft_start: float = 1.0              # seconds to the default pose
     stale_periods: int = 3               # control periods of robot time whose states may be lost before a safe stop (robots without timestamps: periods without fresh state)
     stale_timeout: float = 0.2           # seconds without any state before a safe stop
@@ -69,6 +70,8 @@ class DeployArgs:
                         connect_timeout=self.connect_timeout)
         if not (math.isfinite(self.soft_start) and self.soft_start >= 0):
             raise ValueError(f"--soft-start: must be a finite number >= 0, got {self.soft_start}")
+        if not (math.isfinite(self.zero_torque) and self.zero_torque >= 0):
+            raise ValueError(f"--zero-torque: must be a finite number >= 0, got {self.zero_torque}")
         if self.stale_periods < 1:
             raise ValueError(f"--stale-periods: must be >= 1, got {self.stale_periods}")
 
@@ -78,6 +81,10 @@ class RobotServerArgs:
     """The simulated robot to serve."""
 
     backend: Literal["mujoco"] = "mujoco"  # robot back-end
+    protocol: Literal["udp", "unitree"] = "udp"  # udp: simrl's link protocol; unitree: Unitree SDK 2 DDS topics rt/lowstate, rt/lowcmd (like unitree_mujoco)
+    interface: str = "lo"                # unitree: network interface to serve DDS on
+    domain: int = 0                      # unitree: DDS domain id
+    robot: Literal["go", "hg"] | None = None  # unitree: message family (default: from the model's joint names)
     checkpoint: str | None = None        # simulate the task (and its config) of this checkpoint
     task: str | None = None              # simulate this task with its default config (default: go1-velocity; not with --checkpoint)
     model: str | None = None             # MJCF replacing the task's robot model
@@ -93,6 +100,10 @@ class RobotServerArgs:
         if not 0 <= self.port < 65536:
             raise ValueError(f"--port: must be a port in 0-65535, got {self.port}")
         _check_positive(command_timeout=self.command_timeout)
+        if not 0 <= self.domain <= 232:
+            raise ValueError(f"--domain: must be a DDS domain id in 0-232, got {self.domain}")
+        if self.protocol == "unitree" and self.key_file:
+            raise ValueError("--key-file: applies to --protocol udp (DDS has no link key)")
 
 
 def _log_path(args: DeployArgs, ckpt: Path) -> Path:
@@ -117,7 +128,7 @@ def run_deploy(argv: list[str]) -> int:
     if (ckpt / "spec.json").exists() and not (ckpt / ONNX_FILE).exists():
         from policies.export import export   # needs torch: only for a checkpoint not exported yet
         export(ckpt, "onnx")
-    safety = deploy.SafetyConfig(soft_start_s=args.soft_start, stale_periods=args.stale_periods,
+    safety = deploy.SafetyConfig(zero_torque_s=args.zero_torque, soft_start_s=args.soft_start, stale_periods=args.stale_periods,
                                  stale_timeout_s=args.stale_timeout)
     config = deploy.RuntimeConfig(realtime=not args.lockstep, seed=args.seed,
                                   command=tuple(args.command) if args.command else None,
@@ -145,7 +156,7 @@ def run_deploy(argv: list[str]) -> int:
     return SAFETY_STOP_EXIT if report.stop_reason not in (None, "terminated") else 0
 
 
-@command("robot-server", help="serve a MuJoCo robot over UDP (loopback by default)")
+@command("robot-server", help="serve a MuJoCo robot over UDP or Unitree SDK 2 DDS (loopback by default)")
 def run_robot_server(argv: list[str]) -> int:
     from deploy.robots.mujoco import SimConfig
     from deploy.robots.udp_server import bind_server, serve_udp
@@ -153,13 +164,16 @@ def run_robot_server(argv: list[str]) -> int:
 
     args = parse(RobotServerArgs, argv, "simrl robot-server",
                  "Runs the MuJoCo robot in real time behind the UDP protocol of deploy.robots.udp "
-                 "until Ctrl-C.")
+                 "(--protocol udp) or Unitree SDK 2's DDS topics (--protocol unitree, "
+                 "deploy.robots.unitree_server) until Ctrl-C.")
     if args.checkpoint and args.task:
         raise ValueError("give --checkpoint or --task, not both")
     spec = (load_spec(args.checkpoint) if args.checkpoint
             else {"task": args.task or "go1-velocity", "task_config": {}})
     perturbation = Perturbation.load(args.perturb) if args.perturb else None
     cfg = SimConfig.from_spec(spec, args.model, perturbation, args.seed)
+    if args.protocol == "unitree":
+        return _serve_unitree(args, cfg)
     key = load_key(args.key_file) if args.key_file else None
     sock = bind_server(args.host, args.port)  # a port in use or a foreign address: one line
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -167,4 +181,23 @@ def run_robot_server(argv: list[str]) -> int:
     auth = "HMAC-SHA256 with " + args.key_file if key else "no link key"
     print(f"robot server: {cfg.name} on udp://{args.host}:{port}, {auth} (Ctrl-C to stop)", flush=True)
     serve_udp(cfg, command_timeout=args.command_timeout, rt_priority=args.rt_priority, key=key, sock=sock)
+    return 0
+
+
+def _serve_unitree(args: RobotServerArgs, cfg) -> int:
+    """``--protocol unitree``: the MuJoCo twin on DDS until Ctrl-C / SIGTERM."""
+    from deploy.robots.unitree import MotorMap, dds_config
+    from deploy.robots.unitree_server import serve_unitree
+    from envs.tasks import task_from_spec
+
+    dds_config(args.interface)  # a bad interface name: one line
+    family = MotorMap.from_model(task_from_spec({"task": cfg.task, "task_config": cfg.task_config},
+                                                cfg.model).model, args.robot).family.name
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"robot server: {cfg.name} as a Unitree SDK 2 robot ({family}) on "
+          f"unitree://{args.interface}?domain={args.domain} (rt/lowstate, rt/lowcmd; Ctrl-C to stop)",
+          flush=True)
+    stats = serve_unitree(cfg, args.interface, args.domain, args.robot,
+                          command_timeout=args.command_timeout, rt_priority=args.rt_priority)
+    print(f"robot server: {stats.summary()}", flush=True)
     return 0
