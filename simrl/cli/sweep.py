@@ -158,7 +158,7 @@ def train_trial(trial: Trial, context: dict[str, Any]) -> dict[str, Any]:
         _check(main(argv), "train", d)
     episodes = int(context.get("eval_episodes", 0))
     if episodes and not (d / "eval.json").exists():
-        _check(main(["eval", str(final), "--episodes", str(episodes), "--dr", context.get("eval_dr", "none"),
+        _check(main(["eval", "--checkpoint", str(final), "--episodes", str(episodes), "--dr", context.get("eval_dr", "none"),
                      "--json", str(d / "eval.json")]), "eval", d)
     return {"final": str(final), "resumed_from": resumed}
 
@@ -226,6 +226,9 @@ def run(argv: list[str]) -> int:
                                 args.eval_dr, args.progress)
     counts = count_statuses(trials)
     _print_table(rows, varied(spec))
+    for row in rows:
+        if row["status"] == "failed":
+            print(f"failed: {row['directory']}: {row['error']} (log: train.log there)")
     print(f"{counts['done']} done, {counts['failed']} failed of {len(trials)}; "
           f"results: {out / 'results.csv'}, {out / 'results.json'}; tensorboard --logdir {out}")
     if args.rank_real_logs:
