@@ -153,10 +153,14 @@ def varied(spec: SweepSpec) -> list[str]:
 
 def option_argv(options: Mapping[str, Any]) -> list[str]:
     """``{"ppo.learning-rate": 3e-4, "network.actor-hidden": [64, 64]}`` as ``simrl train``
-    words: ``--ppo.learning-rate 0.0003 --network.actor-hidden 64 64``; a mapping value (a
-    ``--task.randomization``) is passed as JSON."""
+    words: ``--ppo.learning-rate 0.0003 --network.actor-hidden 64 64``; a mapping value is one
+    option per key, as tyro spells a dict field: ``{"task.randomization": {"friction": [0.1,
+    2]}}`` is ``--task.randomization.friction 0.1 2``."""
     argv: list[str] = []
     for name, value in options.items():
+        if isinstance(value, Mapping):
+            argv.extend(option_argv({f"{name}.{k}": v for k, v in value.items()}))
+            continue
         argv.append(f"--{name}")
         if isinstance(value, (list, tuple)):
             argv.extend(_word(v) for v in value)
