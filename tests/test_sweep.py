@@ -234,3 +234,18 @@ def test_sweep_on_a_two_node_ray_cluster_uses_both_nodes(tmp_path, ray_tmp):
     finally:
         _stop(procs)
         logs.close()
+
+
+def test_spec_file_with_command_line_overrides(tmp_path, capsys):
+    spec = tmp_path / "lr.yaml"
+    spec.write_text("options:\n  task: hopper\n  steps: 512\n  seed: [0, 1]\n"
+                    "  ppo.learning-rate: {loguniform: [1e-4, 1e-3]}\nsamples: 2\n"
+                    f"out: {tmp_path / 'from-spec'}\ncpus-per-trial: 2\n")
+    out = tmp_path / "from-cli"
+    assert main(["sweep", str(spec), "--out", str(out), "--set", "seed=[5]", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"sweep {out}: 2 trials (0 done), 2 CPU per trial" in text
+    assert text.count("seed=5") == 2 and "seed=0" not in text
+    spec.write_text("options: {task: hopper}\ncpus_per_trail: 2\n")
+    assert main(["sweep", str(spec), "--dry-run"]) == 2
+    assert "unknown key 'cpus_per_trail'" in capsys.readouterr().err
