@@ -4,8 +4,9 @@ Trains PPO with ``--dr none``, ``uniform`` and ``doraemon`` for the same number 
 ``--seeds`` seeds each, over two randomized dimensions (default: hopper torso mass scale and
 friction scale, wider than the task's defaults so that the range is hard), then evaluates every
 policy on a 2-D grid of those two parameters (``simrl eval --grid``) and prints each method's
-solved fraction (mean and spread over seeds). Trained runs are cached in ``--out``: a rerun only
-evaluates. Writes ``dr_bench.json`` and ``dr_bench.png`` (solved fraction per method, and the
+solved fraction (mean and spread over seeds). The runs are the trials of a sweep
+(:mod:`simrl.sweep`, on a local Ray or ``--address``'s cluster) in ``--out``: a finished run is
+never retrained (a rerun only evaluates) and an interrupted one resumes from its last checkpoint. Writes ``dr_bench.json`` and ``dr_bench.png`` (solved fraction per method, and the
 grid heatmap of each method's first seed).
 """
 
@@ -17,6 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from simrl.cli.sweep import sweep_trials
+from simrl.sweep import Resources
 
 METHODS = ("none", "uniform", "doraemon")
 
@@ -34,26 +38,22 @@ class Config:
     grid_episodes: int = 4                    # episodes per grid point
     alpha: float = 0.5                        # DORAEMON success target
     kl: float = 0.1                           # DORAEMON KL bound
-    out: str = "runs/bench_dr"                # run cache and results
+    out: str = "runs/bench_dr"                # run cache (a sweep directory: trials/, results.csv) and results
+    cpus_per_trial: float = 1.0               # CPUs (torch threads) each training run reserves on Ray
+    address: str = ""                         # an existing Ray cluster (HOST:PORT); empty: a local Ray in this process
 
 
-def _train(run: Path, method: str, seed: int, ranges_file: Path, args: Config) -> Path:
-    from simrl.cli import main
-
-    final = run / "final"
-    if (final / "spec.json").exists():
-        return final
+def _trial_options(method: str, seed: int, ranges_file: Path, args: Config) -> dict:
+    """The ``simrl train`` options of one method and seed."""
     dr = {"none": "none", "uniform": str(ranges_file), "doraemon": "doraemon"}[method]
-    options = ["train", "--task", args.task, "--dr", dr, "--steps", str(args.steps),
-               "--num-envs", str(args.num_envs), "--seed", str(seed), "--out", str(run),
-               "--progress", "false", "--checkpoint-every", str(10 * args.steps)]
+    options = {"task": args.task, "dr": dr, "steps": args.steps, "num-envs": args.num_envs,
+               "seed": seed, "checkpoint-every": max(args.steps // 5, 1)}
     if method == "doraemon":
-        # DORAEMON adapts within the same two ranges that uniform samples from.
-        options += ["--task.randomization", ranges_file.read_text(),
-                    "--doraemon.alpha", str(args.alpha), "--doraemon.kl-bound", str(args.kl)]
-    if main(options) != 0:
-        raise RuntimeError(f"training {run} failed")
-    return final
+        # DORAEMON adapts within the same two ranges that uniform samples from (the task's
+        # other default ranges stay as they are: options can set a range, not remove one).
+        options.update({"task.randomization": json.loads(ranges_file.read_text()),
+                        "doraemon.alpha": args.alpha, "doraemon.kl-bound": args.kl})
+    return options
 
 
 def run(args: Config) -> int:
@@ -70,22 +70,29 @@ def run(args: Config) -> int:
     task = make_task(args.task)
     results: dict[str, list[dict]] = {m: [] for m in METHODS}
     t0 = time.perf_counter()
-    for method in METHODS:
-        for seed in range(args.seeds):
-            run_dir = out / f"{method}-s{seed}"
-            t = time.perf_counter()
-            final = _train(run_dir, method, seed, ranges_file, args)
-            train_s = time.perf_counter() - t
-            policy = policies.load(final)
-            g = grid_eval(policy, task, grid, args.points, args.grid_episodes, seed=1000 + seed)
-            plot_grid(g, run_dir / "grid.png", title=f"{method} seed {seed}")
-            spec = json.loads((final / "spec.json").read_text())
-            results[method].append({"seed": seed, "solved_fraction": g.solved_fraction,
-                                    "mean_success": float(np.mean(g.success)),
-                                    "train_return": spec["training"].get("mean_return"),
-                                    "train_seconds": round(train_s, 1), "grid": g.success})
-            print(f"{method:9s} seed {seed}: solved {g.solved_fraction:5.1%}, mean grid success "
-                  f"{np.mean(g.success):5.1%}", flush=True)
+    # Every run is a sweep trial (out/trials/...): run on Ray, never retrained once finished,
+    # resumed from its last checkpoint after an interruption.
+    pairs = [(m, s) for m in METHODS for s in range(args.seeds)]
+    trials, rows = sweep_trials([_trial_options(m, s, ranges_file, args) for m, s in pairs],
+                                ["dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
+    failed = [r for r in rows if r["status"] != "done"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: "
+                           f"{failed[0]['error']}")
+    for (method, seed), trial, row in zip(pairs, trials, rows):
+        run_dir = trial.directory
+        final = run_dir / "final"
+        train_s = row["wall_time_s"]
+        policy = policies.load(final)
+        g = grid_eval(policy, task, grid, args.points, args.grid_episodes, seed=1000 + seed)
+        plot_grid(g, run_dir / "grid.png", title=f"{method} seed {seed}")
+        spec = json.loads((final / "spec.json").read_text())
+        results[method].append({"seed": seed, "solved_fraction": g.solved_fraction,
+                                "mean_success": float(np.mean(g.success)),
+                                "train_return": spec["training"].get("mean_return"),
+                                "train_seconds": round(train_s, 1), "grid": g.success})
+        print(f"{method:9s} seed {seed}: solved {g.solved_fraction:5.1%}, mean grid success "
+              f"{np.mean(g.success):5.1%}", flush=True)
     summary = {m: {"solved_mean": float(np.mean([r["solved_fraction"] for r in rs])),
                    "solved_std": float(np.std([r["solved_fraction"] for r in rs])),
                    "runs": rs} for m, rs in results.items()}
