@@ -32,6 +32,17 @@ def test_doraemon_run_saves_beta_distribution_and_plot(tmp_path):
     assert np.asarray(spec["dr"]["a"]).max() < start      # the Betas widened
 
 
+def test_doraemon_adapts_within_its_ranges_file(tmp_path):
+    """``--doraemon.ranges FILE``: exactly those dimensions and supports, not the task's."""
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text(json.dumps({"mass:torso": [0.25, 2.5], "friction": [0.1, 2.0]}))
+    out = train(tmp_path, "dor2", "--task", "hopper", "--dr", "doraemon", "--num-envs", "8",
+                "--steps", "256", "--ppo.num-steps", "32", "--doraemon.ranges", str(ranges))
+    dist = json.loads((out / "final" / "spec.json").read_text())["dr"]
+    assert dist["names"] == ["mass:torso", "friction"]
+    assert dist["low"] == [0.25, 0.1] and dist["high"] == [2.5, 2.0]
+
+
 def test_residual_checkpoint_starts_at_the_base_and_evaluates(tmp_path, capsys):
     out = train(tmp_path, "res", "--task", "panda-push", "--residual", "pusher", "--num-envs", "4",
                 "--steps", "128", "--ppo.num-steps", "32", "--ppo.learning-rate", "1e-12",

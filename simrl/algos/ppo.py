@@ -111,7 +111,10 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
                          f"({cfg.ppo.num_steps}): the disturber collects alongside the actor")
     torch.manual_seed(t.seed)   # the disturber's network is built before the actor's
     task = make_task(t.task, config=cfg.task)
-    dr = "uniform" if t.dr == "doraemon" else resolve_dr(t.dr)
+    if t.dr == "doraemon":  # DORAEMON's support: its ranges file, else the task's ranges
+        dr = resolve_dr(cfg.doraemon.ranges) if cfg.doraemon.ranges else "uniform"
+    else:
+        dr = resolve_dr(t.dr)
     env: Any = BatchedEnv(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
                           external_forces=t.robust == "hinf")
     curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")

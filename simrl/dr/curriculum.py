@@ -28,6 +28,7 @@ class DoraemonTrainConfig:
     episodes_per_update: int = 256     # update once this many on-distribution episodes finished
     start_concentration: float = 100.0  # a + b of the narrow starting Betas (std ~5% of range)
     min_step: int = 0                  # no updates before this many env steps (warm-up)
+    ranges: str = ""                   # JSON file {param: [low, high]} the distribution adapts within (default: the task's randomization ranges)
 
     def validate(self) -> None:
         require(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")

@@ -48,11 +48,9 @@ def _trial_options(method: str, seed: int, ranges_file: Path, args: Config) -> d
     dr = {"none": "none", "uniform": str(ranges_file), "doraemon": "doraemon"}[method]
     options = {"task": args.task, "dr": dr, "steps": args.steps, "num-envs": args.num_envs,
                "seed": seed, "checkpoint-every": max(args.steps // 5, 1)}
-    if method == "doraemon":
-        # DORAEMON adapts within the same two ranges that uniform samples from (the task's
-        # other default ranges stay as they are: options can set a range, not remove one).
-        options.update({"task.randomization": json.loads(ranges_file.read_text()),
-                        "doraemon.alpha": args.alpha, "doraemon.kl-bound": args.kl})
+    if method == "doraemon":  # DORAEMON adapts within exactly the ranges uniform samples from
+        options.update({"doraemon.ranges": str(ranges_file), "doraemon.alpha": args.alpha,
+                        "doraemon.kl-bound": args.kl})
     return options
 
 
