@@ -89,7 +89,7 @@ def parse_run_config(argv: list[str], default: Any, prog: str = "simrl train") -
 
 def _description() -> str:
     algos = "\n".join(f"  {name:10s} {algo.help}" for name, algo in ALGORITHMS.items())
-    return f"{__doc__}\ntasks: {', '.join(TASKS)}\nalgorithms:\n{algos}"
+    return f"{__doc__}\n\ntasks: {', '.join(TASKS)}\n\nalgorithms:\n{algos}"
 
 
 def resolve(argv: list[str], prog: str = "simrl train", **train: Any) -> Any:
