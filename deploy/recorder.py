@@ -52,12 +52,14 @@ class Recorder:
                 except BaseException as exc:  # reported to the control loop on its next record
                     self._error = exc
 
-    def close(self) -> None:
+    def close(self, end: Mapping[str, str] | None = None) -> None:
+        """Writes the queued steps, then ``end`` (how the run ended: the log's closing
+        record) and the footer."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        self._writer.close()
+        self._writer.close(end)
         if self._error is not None:
             raise RuntimeError(f"recorder for {self.path} failed: {self._error}") from self._error
 

@@ -86,6 +86,7 @@ class DeployReport:
     real_return: float | None
     link: dict[str, int]
     log_path: str | None
+    stop_detail: str | None = None      # what the robot said when it was lost (libfranka's error)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +98,8 @@ class DeployReport:
             f"deployed {self.checkpoint} on {self.robot} ({'real time' if self.realtime else 'lockstep'}, "
             f"{1 / self.control_period_s:g} Hz)",
             f"  steps {self.steps} ({self.policy_steps} by the policy) in {self.duration_s:.2f} s, "
-            f"stop: {self.stop_reason or 'none (ran the full duration)'}",
+            f"stop: {self.stop_reason or 'none (ran the full duration)'}"
+            + (f" ({self.stop_detail})" if self.stop_detail else ""),
             f"  inference p50 {self.inference_ms['p50']:.3f} ms, p99 {self.inference_ms['p99']:.3f} ms",
             f"  safety events: {events}",
             f"  packets: {link}",
@@ -189,7 +191,7 @@ class Runtime:
             recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
         self._stopped = False
         estop = threading.Event()
-        report = None
+        report, error = None, None
         try:
             with _estop_signals(estop):
                 try:
@@ -202,13 +204,16 @@ class Runtime:
                 self._check_sample(sample)
                 report = self._loop(sample, duration, recorder, estop, steps)
                 return report
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             try:
                 self._safe_stop()
             finally:
                 try:
                     if recorder is not None:
-                        recorder.close()
+                        recorder.close(end=_end_record(report, error))
                         if steps[0] == 0:  # nothing ran: no log rather than an empty one
                             Path(log_path).unlink(missing_ok=True)
                         elif report is not None:
@@ -263,8 +268,9 @@ class Runtime:
                     self._stopped = True  # the damped stop is under way
                 try:
                     self.robot.send_command(command)
-                except RobotLost:
+                except RobotLost as exc:
                     self.safety.flag("robot_lost")
+                    p.stop_detail = p.stop_detail or str(exc)
                     if p.stop_step is None:
                         p.stop_reason, p.stop_step = "robot_lost", k
                 if recorder is not None:
@@ -282,8 +288,9 @@ class Runtime:
         fresh, s = None, self.cfg.safety
         try:
             fresh = self.robot.read_state()
-        except RobotLost:
+        except RobotLost as exc:
             self.safety.flag("robot_lost")
+            p.stop_detail = p.stop_detail or str(exc)
         if fresh is not None and {n: v.shape for n, v in fresh.fields.items()} != p.schema:
             self.safety.flag("malformed_state")  # a field missing, added or of another size
             fresh = None
@@ -376,9 +383,17 @@ class Runtime:
             jitter_ms={"p50": timing.jitter_p50_ms, "p99": timing.jitter_p99_ms,
                        "max": timing.jitter_max_ms} if timing else {},
             inference_ms={"p50": float(np.percentile(inf, 50)), "p99": float(np.percentile(inf, 99))},
-            safety_events=dict(self.safety.counts), stop_reason=p.stop_reason,
+            safety_events=dict(self.safety.counts), stop_reason=p.stop_reason, stop_detail=p.stop_detail,
             terminated=p.terminated, real_return=p.ret if p.reward_ok else None,
             link=self.robot.link_stats().as_dict(), log_path=None if log_path is None else str(log_path))
+
+
+def _end_record(report: DeployReport | None, error: BaseException | None) -> dict[str, str]:
+    """How the run ended, for the log's closing record."""
+    if report is None:
+        return {"stop_reason": "error", "stop_detail": f"{type(error).__name__}: {error}" if error else ""}
+    return {"stop_reason": report.stop_reason or "none", "stop_detail": report.stop_detail or "",
+            "policy_steps": str(report.policy_steps)}
 
 
 @dataclass
@@ -397,6 +412,7 @@ class _Progress:
     steps: int = 0
     policy_steps: int = 0
     stop_reason: str | None = None
+    stop_detail: str | None = None       # the robot's message when it was lost
     stop_step: int | None = None
     schema: dict = field(default_factory=dict)  # field name -> shape of the first sample
     stamped: bool = True                 # the robot's timestamps increase (its clock is usable)

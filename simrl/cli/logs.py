@@ -53,6 +53,9 @@ def _info(argv: list[str]) -> int:
         print(f"  observation {len(m.observation_names)}, action {len(m.action_names)}, state fields "
               f"{', '.join(sorted(log.state))}")
         print(f"  safety events: {', '.join(f'{k} {v}' for k, v in events.items()) or 'none'}")
+        if log.end:
+            detail = log.end.get("stop_detail")
+            print(f"  ended: {log.end.get('stop_reason', '?')}" + (f" ({detail})" if detail else ""))
         for w in caught:
             if issubclass(w.category, TruncatedLogWarning):
                 print(f"  {w.message}")

@@ -38,6 +38,7 @@ from mcap.writer import CompressionType, Writer
 
 FORMAT_VERSION = 1
 META_NAME = "simrl"
+END_NAME = "simrl.end"  # closing metadata record: how the run ended (stop reason, detail)
 TOPIC = "/simrl/step"
 SOURCES = ("robot", "sim2sim", "sim")
 DEFAULT_CHUNK_SIZE = 64 * 1024  # bytes of uncompressed messages per chunk
@@ -233,10 +234,14 @@ class LogWriter:
         if self.fsync:
             os.fsync(self._file.fileno())
 
-    def close(self) -> None:
-        """Write the last chunk, summary and footer; idempotent."""
+    def close(self, end: Mapping[str, str] | None = None) -> None:
+        """Write the last chunk, the closing record ``end`` (how the run ended, strings;
+        read back as :attr:`RealLog.end`), summary and footer; idempotent."""
         if not self._closed:
             self._closed = True
+            if end:
+                self._mcap.flush()
+                self._mcap.add_metadata(END_NAME, {str(k): str(v) for k, v in end.items()})
             self._mcap.finish()
             self._file.truncate()  # nothing of an older seal may stay behind the footer
             self._sync()
@@ -262,6 +267,7 @@ class RealLog:
     state: dict[str, np.ndarray]  # name -> (T, ...) float64
     safety: dict[str, np.ndarray]  # flag -> (T,) bool or int (missing in a step: False/0)
     truncated: bool = False  # True if read from a file without footer
+    end: dict[str, str] = field(default_factory=dict)  # the closing record (stop reason, detail)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -308,8 +314,10 @@ def _records(path: str, f: Any, limit: int) -> Iterable[Any]:
             yield rec
 
 
-def _scan(path: str, limit: int = MAX_CHUNK_BYTES) -> tuple[dict[str, str] | None, list[Message], bool, str]:
-    """Stream records: (simrl metadata, step messages, complete?, reason if not)."""
+def _scan(path: str, limit: int = MAX_CHUNK_BYTES, end: dict[str, str] | None = None
+          ) -> tuple[dict[str, str] | None, list[Message], bool, str]:
+    """Stream records: (simrl metadata, step messages, complete?, reason if not); the
+    closing record goes into ``end``."""
     meta, messages, channels = None, [], set()
     with open(path, "rb") as f:
         if f.read(len(_MAGIC)) != _MAGIC:
@@ -318,6 +326,8 @@ def _scan(path: str, limit: int = MAX_CHUNK_BYTES) -> tuple[dict[str, str] | Non
             for rec in _records(path, f, limit):
                 if isinstance(rec, Metadata) and rec.name == META_NAME and meta is None:
                     meta = dict(rec.metadata)
+                elif isinstance(rec, Metadata) and rec.name == END_NAME and end is not None:
+                    end.update(rec.metadata)
                 elif isinstance(rec, Channel) and rec.topic == TOPIC:
                     channels.add(rec.id)
                 elif isinstance(rec, Message) and rec.channel_id in channels:
@@ -362,7 +372,8 @@ def read_log(path: str | os.PathLike, allow_nan: bool = False,
     """Read one real log; a truncated file yields its whole chunks and a TruncatedLogWarning.
     ``max_chunk_bytes`` bounds what one chunk may decompress to (LogError beyond)."""
     path = str(path)
-    rec, messages, complete, reason = _scan(path, max_chunk_bytes)
+    end: dict[str, str] = {}
+    rec, messages, complete, reason = _scan(path, max_chunk_bytes, end)
     payloads = [m.data for m in messages]
     if rec is None:
         raise LogError(f"file {path}: field metadata: no {META_NAME!r} metadata record")
@@ -374,7 +385,9 @@ def read_log(path: str | os.PathLike, allow_nan: bool = False,
     if not payloads:
         raise LogError(f"file {path}: field step: empty log (zero steps)")
     try:
-        return _decode(path, meta, [json.loads(p) for p in payloads], allow_nan, complete)
+        log = _decode(path, meta, [json.loads(p) for p in payloads], allow_nan, complete)
+        log.end = end
+        return log
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, LogError):
             raise
