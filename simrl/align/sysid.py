@@ -100,12 +100,16 @@ class SearchSpace:
     def dim(self) -> int:
         return len(self.names)
 
+    def _to(self, v: np.ndarray) -> np.ndarray:
+        """Values -> the space searched linearly (log of scales)."""
+        return np.where(self.log, np.log(np.where(self.log, v, 1.0)), v)
+
     def values(self, x: np.ndarray) -> np.ndarray:
         """CMA-ES coordinates (n, d) -> parameter values (latency rounded)."""
         x = np.atleast_2d(x)
-        lo, hi = np.where(self.log, np.log(self.low), self.low), np.where(self.log, np.log(self.high), self.high)
+        lo, hi = self._to(self.low), self._to(self.high)
         v = lo + np.clip(x, 0.0, 1.0) * (hi - lo)
-        v = np.where(self.log, np.exp(v), v)
+        v = np.where(self.log, np.exp(np.where(self.log, v, 0.0)), v)
         if self.latency is not None:
             v[:, self.latency] = np.clip(np.rint(x[:, self.latency]), self.low[self.latency],
                                          self.high[self.latency])
@@ -113,15 +117,15 @@ class SearchSpace:
 
     def coords(self, v: np.ndarray) -> np.ndarray:
         """Parameter values (d,) -> CMA-ES coordinates."""
-        lo, hi = np.where(self.log, np.log(self.low), self.low), np.where(self.log, np.log(self.high), self.high)
-        x = (np.where(self.log, np.log(v), v) - lo) / (hi - lo)
+        lo, hi = self._to(self.low), self._to(self.high)
+        x = (self._to(v) - lo) / (hi - lo)
         if self.latency is not None:
             x[self.latency] = v[self.latency]
         return x
 
     def dvalue(self, v: np.ndarray) -> np.ndarray:
         """d value / d coordinate at ``v`` (continuous parameters)."""
-        span = np.where(self.log, np.log(self.high) - np.log(self.low), self.high - self.low)
+        span = self._to(self.high) - self._to(self.low)
         return np.where(self.log, v * span, span)
 
 
