@@ -10,8 +10,8 @@ The physics state at a window start comes from the record by inverting the task'
 exception: a robot measures its orientation and angular velocity (IMU) but not its position or
 linear velocity. When the log has them (motion capture, an estimator, a simulated proxy) and
 ``base_state="log"`` they are used; otherwise the base is placed on its lowest collision geom
-(the stance foot, touching a flat floor at height 0) and given the velocity that keeps that
-point still (leg odometry). Horizontal position is irrelevant on flat ground and set to 0.
+(the stance foot, touching a flat floor at height 0) and given the velocity that keeps the
+stance feet still (leg odometry). Horizontal position is irrelevant on flat ground and set to 0.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from simrl.core.logs import LogError, RealLog, check_compatible, read_logs
 from simrl.core.robot_state import quat_rotate_inverse
 
 _QPOS, _QVEL = 1000.5, -2000.25   # probe values: entry i of qpos is _QPOS + i, of qvel _QVEL - i
+STANCE_BAND = 0.005               # m: collision geoms this close to the lowest one are in stance
 
 
 @dataclass
@@ -95,15 +96,15 @@ class StateMap:
             support(model, qpos, qvel, self.free_qpos, self.free_qvel, need_pos, need_vel)
             notes.append("floating base " + " and ".join(
                 w for w, on in (("height", need_pos), ("linear velocity", need_vel)) if on)
-                + " from the stance foot (lowest collision geom on the floor, held still)")
+                + " from the stance feet (lowest collision geoms on the floor, held still)")
         return qpos, qvel, notes
 
 
 def support(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qadr: int, vadr: int,
             height: bool, velocity: bool) -> None:
     """In place: puts each floating base so its lowest collision geom touches the floor (z = 0),
-    horizontal position 0, and/or gives it the linear velocity that keeps that geom's lowest
-    point still."""
+    horizontal position 0, and/or gives it the linear velocity that keeps the stance geoms (those
+    within :data:`STANCE_BAND` of the lowest) still on average (leg odometry)."""
     data = mujoco.MjData(model)
     robot = np.flatnonzero((model.geom_bodyid > 0) & ((model.geom_contype | model.geom_conaffinity) > 0))
     jacp = np.zeros((3, model.nv))
@@ -113,18 +114,21 @@ def support(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qadr: int
         data.qpos[:] = qpos[i]
         mujoco.mj_kinematics(model, data)
         bottom = data.geom_xpos[robot, 2] - model.geom_rbound[robot]
-        g = robot[int(np.argmin(bottom))]
         if height:
             qpos[i, qadr + 2] = -bottom.min()
             data.qpos[:] = qpos[i]
             mujoco.mj_kinematics(model, data)
         if velocity:
             mujoco.mj_comPos(model, data)
-            point = data.geom_xpos[g] - np.array([0.0, 0.0, model.geom_rbound[g]])
-            mujoco.mj_jac(model, data, jacp, None, point, int(model.geom_bodyid[g]))
             v = qvel[i].copy()
             v[vadr:vadr + 3] = 0.0
-            qvel[i, vadr:vadr + 3] = -(jacp @ v)
+            stance = robot[bottom <= bottom.min() + STANCE_BAND]
+            moving = []
+            for g in stance:
+                point = data.geom_xpos[g] - np.array([0.0, 0.0, model.geom_rbound[g]])
+                mujoco.mj_jac(model, data, jacp, None, point, int(model.geom_bodyid[g]))
+                moving.append(jacp @ v)
+            qvel[i, vadr:vadr + 3] = -np.mean(moving, axis=0)
 
 
 @dataclass
