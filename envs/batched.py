@@ -293,6 +293,52 @@ class BatchedEnv(VecEnv):
         for v in self.metric_sums.values():
             v[idx] = 0.0
 
+    def start_from(self, params: np.ndarray, qpos: np.ndarray, qvel: np.ndarray,
+                   past_ctrl: np.ndarray | None = None, task_state: Mapping[str, np.ndarray] | None = None,
+                   last_action: np.ndarray | None = None) -> np.ndarray:
+        """Starts every world from given parameters and physics state instead of drawn ones
+        (replays of logged windows, system identification): ``params`` (n, d) are written into
+        each world's model as at a reset (latency and the other env kinds included), ``qpos`` /
+        ``qvel`` (n, nq) / (n, nv) are the state, ``past_ctrl`` (n, k, nu) the controls of the k
+        steps before, newest first (what a latency still applies; default: the state's own).
+        Returns the observations; the next ``step`` continues from there."""
+        n, sp = self.num_envs, self.space
+        params = sp.check(params)
+        if params.shape[0] != n or qpos.shape != (n, self.model.nq) or qvel.shape != (n, self.model.nv):
+            raise ValueError(f"start_from: expected params ({n}, {sp.dim}), qpos ({n}, {self.model.nq}) "
+                             f"and qvel ({n}, {self.model.nv}), got {params.shape}, {qpos.shape}, {qvel.shape}")
+        self.params[...] = params
+        for model, p in zip(self.models, params):
+            sp.apply(model, p)
+        self.state[...] = 0.0
+        self.state[:, self._qpos] = qpos
+        self.state[:, self._qvel] = qvel
+        for key, value in (task_state or {}).items():
+            self.task_state[key] = np.array(value, dtype=np.float64)
+        self.ctrl_history[...] = 0.0
+        if past_ctrl is not None:
+            k = min(past_ctrl.shape[1], self.max_latency + 1)
+            self.ctrl_history[:, :k] = past_ctrl[:, :k]
+            self.ctrl_history[:, k:] = past_ctrl[:, k - 1:k]
+        self.physics.reset(self._arange)
+        if self.model.nsensordata:
+            d = self._scratch
+            for i in range(n):
+                mujoco.mj_setState(self.models[i], d, self.state[i], int(STATE_SPEC))
+                mujoco.mj_forward(self.models[i], d)
+                self.sensordata[i] = d.sensordata
+        self.latency[...] = np.rint(sp.env_values(params, "latency")).astype(np.int64)
+        self.obs_noise[...] = sp.env_values(params, "obs_noise")
+        self.action_noise[...] = sp.env_values(params, "action_noise")
+        self.push_force[...] = sp.env_values(params, "push")
+        self.last_action[...] = 0.0 if last_action is None else last_action
+        self.ep_return[...] = 0.0
+        self.ep_length[...] = 0
+        for v in self.metric_sums.values():
+            v[...] = 0.0
+        self._rs = self._make_robot_state()
+        return self._observe(self._rs)
+
     def _make_robot_state(self) -> RobotState:
         # Copies: the record must not alias the buffers the next physics step overwrites
         # (rewards compare the previous record with the new one).
