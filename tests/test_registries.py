@@ -271,3 +271,18 @@ def test_registered_names_are_listed_and_removed(toy):
     assert "heavy-cart" in ROBOTS and "toy-report" in COMMANDS
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm("toy-search")(lambda cfg, out: None)
+
+
+def test_hardware_back_ends_refuse_options_they_cannot_honour():
+    """Lockstep, perturbations and link options name what the back-end cannot do, before any
+    connection is tried."""
+    from deploy.robots import make_robot
+    spec = {"task": "hopper", "control_dt": 0.008}
+    for uri in ("udp://127.0.0.1:9", "unitree://lo", "franka://127.0.0.1"):
+        scheme = uri.split(":")[0]
+        with pytest.raises(ValueError, match=f"a {scheme} robot runs on its own clock"):
+            make_robot(uri, spec, RobotOptions(realtime=False))
+        with pytest.raises(ValueError, match=f"perturbations apply to simulated robots, not to a {scheme}"):
+            make_robot(uri, spec, RobotOptions(perturbation=Perturbation(params={"mass": 1.1})))
+    with pytest.raises(ValueError, match="link faults and keys apply to udp robots, not to a unitree"):
+        make_robot("unitree://lo", spec, RobotOptions(key=b"k" * 16))

@@ -121,6 +121,18 @@ class RobotOptions:
     faults: Any = None                        # deploy.robots.udp.Faults injected into the link
     key: bytes | None = None                  # HMAC key of a network link
 
+    def refuse(self, robot: str, perturbation: str = "", link: bool = False) -> None:
+        """For back-ends of real hardware (and its twins): a ValueError for options they cannot
+        honour: lockstep, a perturbation (``perturbation``: where to give it instead, e.g. the
+        twin), and unless ``link`` the UDP link's fault injection and key."""
+        if not self.realtime:
+            raise ValueError(f"lockstep runs need the mujoco robot; a {robot} robot runs on its own clock")
+        if self.perturbation is not None:
+            raise ValueError(f"perturbations apply to simulated robots, not to a {robot} robot"
+                             + (f"; give them to {perturbation}" if perturbation else ""))
+        if not link and (self.faults is not None or self.key is not None):
+            raise ValueError(f"link faults and keys apply to udp robots, not to a {robot} robot")
+
 
 RobotFactory = Callable[[str, dict, RobotOptions], Robot]
 

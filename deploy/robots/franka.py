@@ -502,12 +502,7 @@ class FrankaRobot:
 def make_franka_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> FrankaRobot:
     """The ``franka://HOST`` back-end for a checkpoint ``spec``."""
     from envs.tasks import task_from_spec
-    if not options.realtime:
-        raise ValueError("lockstep runs need the mujoco robot; a franka robot runs on its own clock")
-    if options.perturbation is not None:
-        raise ValueError("perturbations apply to simulated robots, not to a franka robot")
-    if options.faults is not None or options.key is not None:
-        raise ValueError("link faults and keys apply to udp robots, not to libfranka")
+    options.refuse("franka")
     addr = parse_uri(uri)
     try:
         import pylibfranka  # noqa: F401

@@ -563,9 +563,5 @@ def parse_uri(uri: str) -> tuple[str, int]:
 @register_robot("udp", "udp://HOST:PORT: a robot (or `simrl robot-server`) speaking this protocol")
 def make_udp_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> UdpRobot:
     """The ``udp://HOST:PORT`` back-end."""
-    if not options.realtime:
-        raise ValueError("lockstep runs need the mujoco robot; a udp robot runs in real time")
-    if options.perturbation is not None:
-        raise ValueError("perturbations apply to the mujoco robot; give them to the robot server "
-                         "(simrl robot-server --perturb FILE)")
+    options.refuse("udp", perturbation="the robot server (simrl robot-server --perturb FILE)", link=True)
     return UdpRobot(*parse_uri(uri), faults=options.faults, key=options.key)

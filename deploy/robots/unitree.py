@@ -365,12 +365,6 @@ class UnitreeRobot:
 def make_unitree_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> UnitreeRobot:
     """The ``unitree://IFACE`` back-end for a checkpoint ``spec``."""
     from envs.tasks import task_from_spec
-    if not options.realtime:
-        raise ValueError("lockstep runs need the mujoco robot; a unitree robot runs in real time")
-    if options.perturbation is not None:
-        raise ValueError("perturbations apply to simulated robots; give them to the twin "
-                         "(simrl robot-server --protocol unitree --perturb FILE)")
-    if options.faults is not None or options.key is not None:
-        raise ValueError("link faults and keys apply to udp robots, not to DDS")
+    options.refuse("unitree", perturbation="the twin (simrl robot-server --protocol unitree --perturb FILE)")
     addr = parse_uri(uri)
     return UnitreeRobot(addr, task_from_spec(spec).model)
