@@ -39,8 +39,8 @@ class MarkerPose:
 class MarkerPoseEstimator:
     """Finds the calibration's marker in images and returns the object's pose."""
 
-    def __init__(self, calib: CameraCalibration):
-        self.calib = calib
+    def __init__(self, calib: CameraCalibration, max_reprojection_px: float = 2.0):
+        self.calib, self.max_reprojection_px = calib, max_reprojection_px
         m = calib.marker
         dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, m.dictionary))
         params = cv2.aruco.DetectorParameters()
@@ -66,6 +66,8 @@ class MarkerPoseEstimator:
             return None
         proj, _ = cv2.projectPoints(self.object_points, rvec, tvec, self.calib.K, self.calib.dist)
         rms = float(np.sqrt(np.mean(np.sum((proj.reshape(4, 2) - img_pts) ** 2, axis=1))))
+        if rms > self.max_reprojection_px:  # corners no square fits: a misdetection
+            return None
         r_cam, _ = cv2.Rodrigues(rvec)
         T = self.calib.camera_to_base
         r_base = T[:3, :3] @ r_cam
