@@ -424,14 +424,15 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
         log_path: str | os.PathLike | None = None, *, perturb: str | os.PathLike | Perturbation | None = None,
         config: RuntimeConfig | None = None, policy: Policy | None = None,
         faults: Faults | None = None, key: bytes | None = None,
-        connect_timeout: float = 60.0) -> DeployReport:
+        connect_timeout: float = 60.0, camera: tuple[str, str | os.PathLike] | None = None) -> DeployReport:
     """Deploys ``checkpoint`` (with ``policy.onnx``) on ``robot`` for ``duration`` seconds.
 
     ``robot``: ``"mujoco"`` (the task's model), ``"mujoco:MODEL.xml"``, ``"udp://HOST:PORT"``
     or a :class:`~deploy.robots.Robot`. ``perturb``: a perturbation file or object for the
     MuJoCo robot. ``config.realtime=False`` runs the MuJoCo robot in lockstep, faster than real
     time. ``faults``: loss and delay injected into the robot link (a soak); ``key``: the UDP
-    link's HMAC key. Returns the :class:`DeployReport`; the log (when ``log_path`` is given)
+    link's HMAC key. ``camera``: (SOURCE, CALIBRATION FILE): object poses from an ArUco marker
+    seen by the camera (:mod:`deploy.perception`) replace the robot's own. Returns the :class:`DeployReport`; the log (when ``log_path`` is given)
     is closed.
     """
     config = config or RuntimeConfig()
@@ -446,4 +447,7 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
                                                      config.rt_priority, faults, key))
     elif perturb is not None or faults is not None or key is not None:
         raise ValueError("perturb, faults and key apply when the robot is given by name")
+    if camera is not None:
+        from deploy.perception import CameraCalibration, CameraPoseSource, PerceivedRobot
+        robot = PerceivedRobot(robot, CameraPoseSource(camera[0], CameraCalibration.load(camera[1])))
     return Runtime(checkpoint, robot, config, policy).run(duration, log_path, connect_timeout)

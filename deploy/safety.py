@@ -26,7 +26,9 @@ through it. Limits (the step goes on, the event is flagged and counted):
 Stops (the run ends with damped-stop commands): ``nonfinite_action`` (NaN/inf from the policy),
 ``nonfinite_state``, ``malformed_state`` (a state whose fields or shapes differ from the
 first one's), ``tilt`` (the base tilts past ``max_tilt_deg``: a fall), ``stale_data``,
-``robot_lost`` (the robot process or link died) and ``estop`` (Ctrl-C / SIGTERM).
+``robot_lost`` (the robot process or link died), ``stale_pose`` (the camera's object pose,
+``object_pose_age`` in the state, is older than ``max_pose_age_s``: the marker is out of view
+or the camera stopped; see :mod:`deploy.perception`) and ``estop`` (Ctrl-C / SIGTERM).
 
 ``stale_data`` is judged on the robot's own clock where its states carry increasing
 timestamps: the runtime stops when states were lost over more than ``stale_periods`` control
@@ -47,7 +49,7 @@ from simrl.core.robot_state import RobotState, projected_gravity
 
 LIMIT_EVENTS = ("zero_torque", "soft_start", "action_rate_limit", "velocity_limit", "torque_limit", "position_limit")
 STOP_EVENTS = ("nonfinite_action", "nonfinite_state", "malformed_state", "tilt", "stale_data",
-               "robot_lost", "estop")
+               "stale_pose", "robot_lost", "estop")
 EVENTS = LIMIT_EVENTS + STOP_EVENTS
 
 
@@ -67,10 +69,12 @@ class SafetyConfig:
     soft_start_speed: float = 1.0    # servo units (rad) per second, at least, during soft start
     stop_kd: float = 1.0             # damping of the damped stop (force per unit velocity)
     stop_hold_s: float = 0.2         # damped-stop commands are sent this long before the end
+    max_pose_age_s: float = 0.2      # camera object poses older than this stop the robot (stale_pose)
 
     def __post_init__(self) -> None:
         for name in ("position_margin", "max_velocity", "torque_fraction", "max_action_delta",
-                     "zero_torque_s", "soft_start_s", "soft_start_speed", "stop_kd", "stop_hold_s"):
+                     "zero_torque_s", "soft_start_s", "soft_start_speed", "stop_kd", "stop_hold_s",
+                     "max_pose_age_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SafetyConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not (self.stale_timeout_s > 0 and np.isfinite(self.stale_timeout_s)):
@@ -109,7 +113,10 @@ class SafetyLayer:
 
     # -- checks on what comes in ------------------------------------------------------------
     def check_state(self, fields: dict[str, np.ndarray], rs: RobotState) -> None:
-        """Flags non-finite readings and falls."""
+        """Flags stale camera poses, non-finite readings and falls."""
+        age = fields.get("object_pose_age")
+        if age is not None and not float(age[0]) <= self.cfg.max_pose_age_s:
+            self.flag("stale_pose")
         if not all(np.isfinite(v).all() for v in fields.values()):
             self.flag("nonfinite_state")
         elif rs.base_quat is not None and projected_gravity(rs.base_quat)[0, 2] > -self._cos_tilt:

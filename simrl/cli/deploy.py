@@ -63,6 +63,9 @@ class DeployArgs:
     link_seed: int = 0                   # soak: seed of the injected faults
     end_on_termination: bool = True      # end the run when the task terminates (a fall)
     rt_priority: int | None = None       # SCHED_FIFO priority of the control loop (and of the mujoco robot process)
+    camera: str | None = None            # object poses from an ArUco marker seen by this camera: index (0), URL or video file (replaces franka's ?object=)
+    camera_calib: str | None = None      # with --camera: calibration file (JSON/YAML: K, dist, camera_to_base, marker)
+    max_pose_age: float = 0.2            # with --camera: seconds a camera pose may age before a safe stop (stale_pose)
     json: str | None = None              # also write the report to this JSON file
 
     def validate(self) -> None:
@@ -74,6 +77,9 @@ class DeployArgs:
             raise ValueError(f"--zero-torque: must be a finite number >= 0, got {self.zero_torque}")
         if self.stale_periods < 1:
             raise ValueError(f"--stale-periods: must be >= 1, got {self.stale_periods}")
+        if (self.camera is None) != (self.camera_calib is None):
+            raise ValueError("--camera and --camera-calib go together")
+        _check_positive(max_pose_age=self.max_pose_age)
 
 
 @dataclass
@@ -129,7 +135,7 @@ def run_deploy(argv: list[str]) -> int:
         from policies.export import export   # needs torch: only for a checkpoint not exported yet
         export(ckpt, "onnx")
     safety = deploy.SafetyConfig(zero_torque_s=args.zero_torque, soft_start_s=args.soft_start, stale_periods=args.stale_periods,
-                                 stale_timeout_s=args.stale_timeout)
+                                 stale_timeout_s=args.stale_timeout, max_pose_age_s=args.max_pose_age)
     config = deploy.RuntimeConfig(realtime=not args.lockstep, seed=args.seed,
                                   command=tuple(args.command) if args.command else None,
                                   end_on_termination=args.end_on_termination,
@@ -144,7 +150,8 @@ def run_deploy(argv: list[str]) -> int:
     try:
         report = deploy.run(ckpt, args.robot, args.duration, log, perturb=args.perturb, config=config,
                             faults=faults if faults.active else None, key=key,
-                            connect_timeout=args.connect_timeout)
+                            connect_timeout=args.connect_timeout,
+                            camera=(args.camera, args.camera_calib) if args.camera else None)
     except RobotLost as exc:  # never connected, or the link died before the loop ran
         print(f"simrl deploy: error: {exc}", file=sys.stderr)
         return ROBOT_LOST_EXIT
