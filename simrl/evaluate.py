@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from envs.batched import BatchedEnv
+from envs.render import FrameRenderer, Mp4Writer, VideoConfig, draw_overlay, fmt, visual_model
 
 
 def t_interval(values: Any, confidence: float = 0.95) -> dict[str, Any]:
@@ -85,6 +86,74 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
     result = {k: np.asarray(v) for k, v in out.items()}
     result.update({k: np.asarray(v) for k, v in metrics.items()})
     return result
+
+
+def _unwrap(env: Any) -> BatchedEnv:
+    """The :class:`BatchedEnv` inside env wrappers (``.env`` chains)."""
+    while not isinstance(env, BatchedEnv):
+        if not hasattr(env, "env"):
+            raise TypeError(f"cannot find the BatchedEnv inside {type(env).__name__}")
+        env = env.env
+    return env
+
+
+def record_videos(policy: Callable[[Any], Any], task: Any, out_dir: Any, episodes: int = 3,
+                  seconds: float = 5.0, dr: Any = "none", seed: int = 0,
+                  wrap: Callable[[Any], Any] | None = None, config: VideoConfig | None = None,
+                  prefix: str = "episode") -> list[dict[str, Any]]:
+    """Records ``episodes`` episodes of ``policy`` in ``task`` to ``out_dir/PREFIX-I.mp4``, each
+    up to ``seconds`` of simulated time (the episode's end stops it sooner): the visual model,
+    with the command, the running return, success (once the episode ends) and the step/time
+    drawn on the frames. Returns per video: path, frames, fps, steps, return, success."""
+    import torch
+    from pathlib import Path
+
+    config = config or VideoConfig()
+    config.validate()
+    if episodes < 1 or not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"video: need episodes >= 1 and seconds > 0, got {episodes} and {seconds}")
+    dt = task.cfg.control_dt
+    stride = config.stride(dt)
+    fps = 1.0 / (stride * dt)
+    max_steps = max(1, int(round(seconds / dt)))
+    out: list[dict[str, Any]] = []
+    with FrameRenderer(visual_model(task), task.root_body, config) as renderer:
+        for e in range(episodes):
+            env = BatchedEnv(task, 1, dr=dr, seed=seed + e, autoreset=False, physics="serial")
+            if wrap is not None:
+                env = wrap(env)
+            base = _unwrap(env)
+            path = Path(out_dir) / f"{prefix}-{e}.mp4"
+            success: bool | None = None
+            steps = 0
+
+            def draw(k: int) -> None:
+                rs = base.robot_state
+                lines = [f"{task.name}  episode {e}",
+                         f"step {k}  t {k * dt:.2f} s"]
+                if rs.command.shape[1]:
+                    lines.append(f"command {fmt(rs.command[0])}")
+                lines.append(f"return {float(base.ep_return[0]):.2f}")
+                lines.append("success " + ("-" if success is None else ("yes" if success else "no")))
+                writer.write(draw_overlay(renderer.frame(base.state[0, base._qpos]), lines))
+
+            with Mp4Writer(path, fps, config.width, config.height) as writer, torch.inference_mode():
+                obs = env.reset()
+                draw(0)
+                while steps < max_steps:
+                    obs, _, _, _, info = env.step(policy(obs))
+                    steps += 1
+                    batch = info.get("episodes")
+                    if batch is not None:
+                        success = bool(batch.success[0])
+                    if batch is not None or steps % stride == 0:
+                        draw(steps)
+                    if batch is not None:
+                        break
+            out.append({"path": str(path), "frames": writer.frames, "fps": fps, "steps": steps,
+                        "return": float(base.ep_return[0]), "success": success})
+            env.close()
+    return out
 
 
 def summarize(episodes: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ computer (no torch: this module imports only the ``deploy`` side).
 with the safety layer and writes a real log (never over an existing file); a checkpoint without
 policy.onnx is exported first (that needs torch). ``--link-*`` options inject loss and delay into
 the robot link, to soak a setup before it meets hardware. ``robot-server`` puts the MuJoCo proxy
-behind UDP, like a robot on the network.
+behind UDP, like a robot on the network. ``--video FILE`` renders the run from its log after the
+run has ended (never in the control loop), like ``simrl logs video``.
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ class DeployArgs:
     camera_calib: str | None = None      # with --camera: calibration file (JSON/YAML: K, dist, camera_to_base, marker)
     max_pose_age: float = 0.2            # with --camera: seconds a camera pose may age before a safe stop (stale_pose)
     json: str | None = None              # also write the report to this JSON file
+    video: str | None = None             # after the run, render its log to this MP4 (command, return, safety events drawn)
+    video_fps: float = 30.0              # frames per second wanted (--video)
 
     def validate(self) -> None:
         _check_positive(duration=self.duration, stale_timeout=self.stale_timeout,
-                        connect_timeout=self.connect_timeout)
+                        connect_timeout=self.connect_timeout, video_fps=self.video_fps)
+        if self.video and Path(self.video).exists():
+            raise FileExistsError(f"--video {self.video}: file exists; choose another name")
         if not (math.isfinite(self.soft_start) and self.soft_start >= 0):
             raise ValueError(f"--soft-start: must be a finite number >= 0, got {self.soft_start}")
         if not (math.isfinite(self.zero_torque) and self.zero_torque >= 0):
@@ -158,6 +163,9 @@ def run_deploy(argv: list[str]) -> int:
     print(report.summary())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+    if args.video:  # from the closed log, after the control loop has ended
+        from simrl.cli.logs import render_video
+        render_video(str(log), args.video, fps=args.video_fps)
     if report.stop_reason == "estop":
         return ESTOP_EXIT
     return SAFETY_STOP_EXIT if report.stop_reason not in (None, "terminated") else 0

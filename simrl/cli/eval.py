@@ -1,6 +1,9 @@
 """``simrl eval``: mean return and success rate of a checkpoint, with 95% confidence intervals
 (Student t for means, Wilson score for the success rate), as text and JSON; or the solved
 fraction over a grid of two parameters (--grid), or push-recovery curves (--push-test).
+--video DIR also records MP4s of a few episodes (MuJoCo offscreen rendering of the full-visual
+model, headless through EGL unless MUJOCO_GL says otherwise) with the command, the running
+return, success and the step/time drawn on the frames.
 
 Each world runs exactly one episode per round, under the task config the checkpoint was trained
 with unless --task.FIELD VALUE options change it (any field of the checkpoint's task config:
@@ -21,7 +24,8 @@ from envs.tasks import config_from_spec, make_config, make_task
 from simrl.cli import command, parse
 from simrl.core.config import apply_overrides, to_jsonable
 from simrl.dr.grid import grid_eval, parse_grid, write_grid
-from simrl.evaluate import format_summary, run_episodes, summarize
+from envs.render import VideoConfig
+from simrl.evaluate import format_summary, record_videos, run_episodes, summarize
 from simrl.distill import wrapper_from_spec
 from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
 from simrl.robust.residual import ResidualEnv
@@ -47,6 +51,12 @@ class EvalArgs:
     push_test: bool = False              # success rate under pushes of growing magnitude from 8 directions
     push_repeats: int = 4                # pushes per direction and magnitude (8 directions)
     out: str | None = None               # directory for the grid heatmap / push-test curves (PNG + JSON)
+    video: str | None = None             # also record MP4s of a few episodes into this directory
+    video_episodes: int = 3              # episodes recorded per checkpoint (--video)
+    video_seconds: float = 5.0           # simulated seconds per video at most (the episode's end stops it sooner)
+    video_fps: float = 30.0              # frames per second wanted (a whole number of control steps per frame)
+    video_width: int = 320               # pixels
+    video_height: int = 240              # pixels
 
 
 def split_task_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -99,6 +109,11 @@ def run(argv: list[str]) -> int:
     args = parse(EvalArgs, argv, "simrl eval", __doc__)
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
+    video = VideoConfig(args.video_width, args.video_height, args.video_fps)
+    if args.video:
+        video.validate()
+        if args.video_episodes < 1:
+            raise ValueError(f"--video-episodes must be >= 1, got {args.video_episodes}")
     if args.push_test:
         return run_push_test(args, task_options)
     results = []
@@ -118,6 +133,14 @@ def run(argv: list[str]) -> int:
                   "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
                   **summarize(episodes)}
         print(format_summary(result))
+        if args.video:
+            prefix = Path(checkpoint).stem if len(args.checkpoint) == 1 else f"{len(results)}-{Path(checkpoint).stem}"
+            videos = record_videos(policy, task, args.video, args.video_episodes, args.video_seconds,
+                                   dr=dr, seed=args.seed, wrap=wrap, config=video, prefix=prefix)
+            for v in videos:
+                print(f"  video {v['path']}: {v['frames']} frames at {v['fps']:.3g} fps, "
+                      f"{v['steps']} steps, return {v['return']:.2f}")
+            result["videos"] = videos
         results.append(result)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
