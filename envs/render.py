@@ -53,19 +53,38 @@ class VideoConfig:
 
 
 def ensure_gl() -> None:
-    """Selects EGL for offscreen rendering when the user has not set ``MUJOCO_GL`` (mujoco reads
-    it at import, so the already-imported context class is switched too)."""
-    if "MUJOCO_GL" in os.environ or sys.platform != "linux":
+    """Makes offscreen rendering work headless: ``MUJOCO_GL`` defaults to ``egl`` (a user's
+    choice is kept), and since mujoco reads the variable at import, the context class it picked
+    then is switched to the one the variable names now if they differ."""
+    if sys.platform != "linux":
         return
-    os.environ["MUJOCO_GL"] = "egl"
+    backend = os.environ.setdefault("MUJOCO_GL", "egl")
+    from mujoco.rendering.classic import gl_context
     try:
-        import mujoco.egl
-        from mujoco.rendering.classic import gl_context
-    except ImportError as exc:  # no libEGL: leave mujoco's default (GLFW) in place
-        os.environ.pop("MUJOCO_GL")
-        raise VideoError(f"offscreen rendering needs EGL (libEGL): {exc}; or set MUJOCO_GL "
-                         "(osmesa, glfw) yourself") from exc
-    gl_context.GLContext = mujoco.egl.GLContext
+        if backend == "egl":
+            import mujoco.egl as chosen
+        elif backend == "osmesa":
+            import mujoco.osmesa as chosen
+        else:
+            return  # glfw (a display) or another platform mujoco handles itself
+    except ImportError as exc:  # no libEGL / libOSMesa
+        raise VideoError(f"offscreen rendering with MUJOCO_GL={backend} needs its library: {exc}; "
+                         "set MUJOCO_GL to a backend this machine has (egl, osmesa, glfw)") from exc
+    if gl_context.GLContext is not chosen.GLContext:
+        gl_context.GLContext = chosen.GLContext
+
+
+def offscreen_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """``mujoco.Renderer`` after :func:`ensure_gl`, with the model's offscreen buffer grown to
+    the image size."""
+    ensure_gl()
+    vis = model.vis.global_
+    vis.offwidth, vis.offheight = max(vis.offwidth, width), max(vis.offheight, height)
+    try:
+        return mujoco.Renderer(model, height, width)
+    except Exception as exc:  # GL context creation: libEGL/driver problems
+        raise VideoError(f"cannot create an offscreen renderer ({os.environ.get('MUJOCO_GL', 'default')} "
+                         f"backend): {exc}; try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from exc
 
 
 def visual_model(task: Any) -> mujoco.MjModel:
@@ -86,15 +105,8 @@ class FrameRenderer:
 
     def __init__(self, model: mujoco.MjModel, root_body: str | None, config: VideoConfig):
         config.validate()
-        ensure_gl()
         self.model, self.data = model, mujoco.MjData(model)
-        vis = model.vis.global_
-        vis.offwidth, vis.offheight = max(vis.offwidth, config.width), max(vis.offheight, config.height)
-        try:
-            self.renderer = mujoco.Renderer(model, config.height, config.width)
-        except Exception as exc:  # GL context creation: libEGL/driver problems
-            raise VideoError(f"cannot create an offscreen renderer ({os.environ.get('MUJOCO_GL', 'default')} "
-                             f"backend): {exc}; try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from exc
+        self.renderer = offscreen_renderer(model, config.height, config.width)
         cam = mujoco.MjvCamera()
         mujoco.mjv_defaultFreeCamera(model, cam)
         body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, root_body) if root_body else -1

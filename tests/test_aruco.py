@@ -5,10 +5,7 @@ file through cv2.VideoCapture."""
 from __future__ import annotations
 
 import json
-import math
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import cv2
 import mujoco
@@ -23,6 +20,7 @@ from deploy.perception.scene import (angle_between, camera_calibration, cube_pos
 from deploy.safety import SafetyConfig, SafetyLayer
 from deploy.actuators import Actuators
 from policies.export import export
+from envs.render import offscreen_renderer
 from test_export import trained_like_checkpoint
 
 W, H = 960, 540
@@ -32,7 +30,7 @@ W, H = 960, 540
 def scene():
     model = marker_scene()
     data = mujoco.MjData(model)
-    renderer = mujoco.Renderer(model, H, W)
+    renderer = offscreen_renderer(model, H, W)
     yield model, data, renderer
     renderer.close()
 

@@ -12,6 +12,7 @@ import mujoco
 import numpy as np
 
 from deploy.perception.aruco import MarkerPoseEstimator
+from envs.render import offscreen_renderer
 from deploy.perception.scene import (angle_between, camera_calibration, cube_pose, marker_scene,
                                      place_camera, render_bgr, set_cube)
 
@@ -32,7 +33,7 @@ def measure() -> dict:
     """Errors over every cube pose, distance and azimuth, and detector timing."""
     model = marker_scene()
     data = mujoco.MjData(model)
-    renderer = mujoco.Renderer(model, HEIGHT, WIDTH)
+    renderer = offscreen_renderer(model, HEIGHT, WIDTH)
     rows, times = [], []
     for (xy, yaw) in CUBES:
         for dist in DISTANCES:
