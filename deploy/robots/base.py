@@ -182,3 +182,34 @@ def spec_control_dt(spec: dict[str, Any], where: str = "checkpoint spec") -> flo
     if not (math.isfinite(dt) and dt > 0):
         raise ValueError(f"{where}: field 'control_dt' must be finite and > 0, got {dt}")
     return dt
+
+
+class SpawnedServer:
+    """A robot server run by ``target(**kwargs, ready=PIPE)`` in its own spawned process; the
+    server sends one value on the pipe once it serves (a port, a message family ...), kept in
+    ``self.ready_value``. A context manager."""
+
+    def __init__(self, target: Callable[..., Any], kwargs: dict[str, Any], what: str,
+                 timeout: float = 60.0):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=target, daemon=True, kwargs={**kwargs, "ready": sender})
+        self.process.start()
+        sender.close()
+        if not receiver.poll(timeout):
+            self.close()
+            raise RuntimeError(f"{what} did not start within {timeout:g} s")
+        self.ready_value: Any = receiver.recv()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(5)
+
+    def __enter__(self) -> "SpawnedServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -4,10 +4,10 @@ a spawned one."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import socket
 from typing import Any
 
+from deploy.robots.base import SpawnedServer
 from deploy.robots.mujoco import MujocoSim, serve
 from deploy.robots.udp import LOOPBACK, Link
 
@@ -46,30 +46,13 @@ def serve_udp(sim_config: Any, host: str = LOOPBACK, port: int = 0, ready: Any =
         sock.close()
 
 
-class ServerProcess:
+class ServerProcess(SpawnedServer):
     """A UDP robot server in its own (spawned) process on 127.0.0.1; a context manager."""
 
     def __init__(self, sim_config: Any, port: int = 0, timeout: float = 60.0,
                  rt_priority: int | None = None, key: bytes | None = None):
-        ctx = mp.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=serve_udp, daemon=True,
-                                   args=(sim_config, LOOPBACK, port, sender, 0.25, rt_priority, key))
-        self.process.start()
-        sender.close()
-        if not receiver.poll(timeout):
-            self.close()
-            raise RuntimeError(f"robot server did not start within {timeout:g} s")
-        self.port: int = receiver.recv()
+        super().__init__(serve_udp, {"sim_config": sim_config, "host": LOOPBACK, "port": port,
+                                     "rt_priority": rt_priority, "key": key},
+                         "robot server", timeout)
+        self.port: int = self.ready_value
         self.uri = f"udp://{LOOPBACK}:{self.port}"
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(5)
-
-    def __enter__(self) -> "ServerProcess":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -12,12 +12,12 @@ interrupted; restart it for a fresh episode.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from deploy.clock import Rate, realtime_scheduling
+from deploy.robots.base import SpawnedServer
 from deploy.robots.mujoco import MujocoSim, SimConfig
 from deploy.robots.unitree import LOWCMD, LOWSTATE, MotorMap, command_from, low_state, participant
 
@@ -82,31 +82,14 @@ def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, rob
     return stats
 
 
-class TwinProcess:
+class TwinProcess(SpawnedServer):
     """The twin in its own (spawned) process; a context manager."""
 
     def __init__(self, sim_config: SimConfig, domain: int, iface: str = "lo", robot: str | None = None,
                  timeout: float = 60.0, command_timeout: float = 0.25):
-        ctx = mp.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=serve_unitree, daemon=True,
-                                   args=(sim_config, iface, domain, robot, sender, command_timeout))
-        self.process.start()
-        sender.close()
-        if not receiver.poll(timeout):
-            self.close()
-            raise RuntimeError(f"unitree twin did not start within {timeout:g} s")
-        self.family: str = receiver.recv()
+        super().__init__(serve_unitree, {"sim_config": sim_config, "iface": iface, "domain": domain,
+                                         "robot": robot, "command_timeout": command_timeout},
+                         "unitree twin", timeout)
+        self.family: str = self.ready_value
         self.uri = f"unitree://{iface}?domain={domain}"
         self.started = time.monotonic()
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(5)
-
-    def __enter__(self) -> "TwinProcess":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
