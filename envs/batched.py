@@ -162,6 +162,9 @@ class BatchedEnv(VecEnv):
     :class:`EpisodeBatch` of the episodes that just finished (return, length, success flag and
     parameter vector), and ``info["final_obs"]`` holds their last observations (rows of
     finished worlds; the returned ``obs`` of those rows already belongs to the next episode).
+    ``info["metrics"]`` holds the step's per-world task metrics (before any reset). Tasks whose
+    :meth:`~envs.tasks.base.Task.command_resample_steps` says so get new commands during the
+    episode.
     """
 
     def __init__(self, task: Task, num_envs: int, device: Any = "cpu",
@@ -202,12 +205,14 @@ class BatchedEnv(VecEnv):
         else:
             raise ValueError(f"unknown physics backend {physics!r}: use 'rollout' or 'serial'")
 
-        latency = self.space.high[self.space.env_index["latency"]]
-        if latency.size and latency.max() > task.cfg.max_episode_steps:
-            raise RandomizationError(f"latency: high {latency.max():g} control steps is longer than an "
-                                     f"episode ({task.cfg.max_episode_steps} steps); latency is counted "
-                                     "in whole control steps")
-        self.max_latency = int(np.ceil(latency.max())) if latency.size else 0
+        self.max_latency = self._max_steps("latency")
+        # observation latency: the record the policy sees is built from the physics state and
+        # sensors of obs_latency steps ago (command and last action are current)
+        self.max_obs_latency = self._max_steps("obs_latency")
+        self.meas_history = (np.zeros((n, self.max_obs_latency + 1, self.nstate + m.nsensordata))
+                             if self.max_obs_latency else None)
+        self.obs_latency = np.zeros(n, dtype=np.int64)
+        self.command_timer = np.full(n, np.inf)  # control steps until a world's next command draw
         self.state = np.zeros((n, self.nstate))
         self.sensordata = np.zeros((n, m.nsensordata))
         self.ctrl_history = np.zeros((n, self.max_latency + 1, m.nu))
@@ -230,6 +235,15 @@ class BatchedEnv(VecEnv):
         self._rs: RobotState | None = None
         # (n, 3) world-frame force on the root body, applied each step (needs external_forces=True).
         self.external_force: np.ndarray | None = None
+
+    def _max_steps(self, kind: str) -> int:
+        """The largest delay (whole control steps) a ``latency``-like kind can draw."""
+        high = self.space.high[self.space.env_index[kind]]
+        if high.size and high.max() > self.task.cfg.max_episode_steps:
+            raise RandomizationError(f"{kind}: high {high.max():g} control steps is longer than an "
+                                     f"episode ({self.task.cfg.max_episode_steps} steps); {kind} is "
+                                     "counted in whole control steps")
+        return int(np.ceil(high.max())) if high.size else 0
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -281,8 +295,13 @@ class BatchedEnv(VecEnv):
                 mujoco.mj_setState(self.models[i], d, self.state[i], int(STATE_SPEC))
                 mujoco.mj_forward(self.models[i], d)
                 self.sensordata[i] = d.sensordata
+        steps = task.command_resample_steps(self.rng, k)
+        self.command_timer[idx] = np.inf if steps is None else steps
         sp = self.space
         self.latency[idx] = np.rint(sp.env_values(params, "latency")).astype(np.int64)
+        self.obs_latency[idx] = np.rint(sp.env_values(params, "obs_latency")).astype(np.int64)
+        if self.meas_history is not None:
+            self.meas_history[idx] = self._measurements(idx)[:, None]
         self.obs_noise[idx] = sp.env_values(params, "obs_noise")
         self.action_noise[idx] = sp.env_values(params, "action_noise")
         self.push_force[idx] = sp.env_values(params, "push")
@@ -328,6 +347,10 @@ class BatchedEnv(VecEnv):
                 mujoco.mj_forward(self.models[i], d)
                 self.sensordata[i] = d.sensordata
         self.latency[...] = np.rint(sp.env_values(params, "latency")).astype(np.int64)
+        self.obs_latency[...] = np.rint(sp.env_values(params, "obs_latency")).astype(np.int64)
+        if self.meas_history is not None:
+            self.meas_history[...] = self._measurements(self._arange)[:, None]
+        self.command_timer[...] = np.inf  # a replay keeps the given commands
         self.obs_noise[...] = sp.env_values(params, "obs_noise")
         self.action_noise[...] = sp.env_values(params, "action_noise")
         self.push_force[...] = sp.env_values(params, "push")
@@ -345,7 +368,15 @@ class BatchedEnv(VecEnv):
         return self.task.robot_state(self.state[:, self._qpos].copy(), self.state[:, self._qvel].copy(),
                                      self.sensordata.copy(), self.task_state, self.last_action.copy())
 
+    def _measurements(self, idx: np.ndarray) -> np.ndarray:
+        """Physics state and sensor data of worlds ``idx``, side by side (observation latency)."""
+        return np.concatenate([self.state[idx], self.sensordata[idx]], axis=1)
+
     def _observe(self, rs: RobotState) -> np.ndarray:
+        if self.meas_history is not None and self.obs_latency.any():
+            past = self.meas_history[self._arange, self.obs_latency]
+            rs = self.task.robot_state(past[:, self._qpos], past[:, self._qvel], past[:, self.nstate:],
+                                       self.task_state, self.last_action.copy())
         obs = self.task.observation(rs)
         if self.obs_noise.any():
             obs = obs + (self.obs_noise[:, None] * self.obs_noise_scale
@@ -384,6 +415,9 @@ class BatchedEnv(VecEnv):
         state, sensordata = self.physics.step(self.state, self.control)
         self.state[...] = state
         self.sensordata[...] = sensordata
+        if self.meas_history is not None:
+            self.meas_history[:, 1:] = self.meas_history[:, :-1]
+            self.meas_history[:, 0] = self._measurements(self._arange)
         self.last_action[...] = a
         rs = self._make_robot_state()
         reward, terminated, metrics = task.reward(prev, rs, a, ctrl)
@@ -400,7 +434,11 @@ class BatchedEnv(VecEnv):
             self.metric_sums[key] += value
         truncated = (self.ep_length >= task.cfg.max_episode_steps) & ~terminated
         done = terminated | truncated
-        info: dict[str, Any] = {}
+        task.update_task_state(rs, self.task_state)
+        redraw = self._redraw_commands(~done)
+        info: dict[str, Any] = {"metrics": metrics}
+        if redraw and not (self.autoreset and done.any()):
+            rs = self._make_robot_state()  # the new commands in the record and the observation
         if done.any():
             idx = np.flatnonzero(done)
             final = rs.select(idx)
@@ -417,6 +455,18 @@ class BatchedEnv(VecEnv):
                 rs = self._make_robot_state()
         self._rs = rs
         return self._observe(rs), reward, terminated, truncated, info
+
+    def _redraw_commands(self, live: np.ndarray) -> bool:
+        """Counts down the command timers of the ``live`` worlds and draws new commands where
+        they ran out; True if any world got one."""
+        self.command_timer[live] -= 1
+        due = live & (self.command_timer <= 0)
+        if not due.any():
+            return False
+        k = int(due.sum())
+        self.task_state["command"][due] = self.task.sample_commands(self.rng, k)
+        self.command_timer[due] = self.task.command_resample_steps(self.rng, k)
+        return True
 
     def _write_forces(self) -> None:
         """Random pushes (when ``push`` is randomized) plus any external force, on the root body."""

@@ -17,13 +17,14 @@ kd              position-actuator velocity gain            scale        1
 gain            motor strength (whole actuator force)      scale        1
 force_limit     actuator force range                       scale        1
 gravity         vertical gravity                           m/s^2        model's
-latency         control latency                            whole steps  0
+latency         control (action) latency                   whole steps  0
+obs_latency     observation latency (sensors, not command) whole steps  0
 obs_noise       observation noise std (x task scales)      std          0
 action_noise    action noise std (policy units)            std          0
 push            random horizontal push on the root body    newtons      0
 ==============  =========================================  ===========  =========
 
-``latency``, ``obs_noise``, ``action_noise`` and ``push`` act in the env, not in MjModel.
+``latency``, ``obs_latency``, ``obs_noise``, ``action_noise`` and ``push`` act in the env, not in MjModel.
 
 Each kind is one entry of :data:`KINDS`, added by :func:`register_kind` on a function that says
 which model fields a parameter of that kind writes; a new kind that changes the model is one
@@ -189,7 +190,8 @@ def _gravity(m: mujoco.MjModel, t: str | None, p: str) -> list[FieldWrite]:
     return [FieldWrite("gravity", np.array([2]), None, "set")]
 
 
-for _name, _unit in (("latency", "whole control steps"), ("obs_noise", "std (x task scales)"),
+for _name, _unit in (("latency", "whole control steps"), ("obs_latency", "whole control steps"),
+                     ("obs_noise", "std (x task scales)"),
                      ("action_noise", "std (policy units)"), ("push", "N")):
     register_env_kind(_name, _unit)
 

@@ -47,13 +47,72 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> dict[st
     return {"mean": p, "ci95": [max(0.0, centre - half), min(1.0, centre + half)], "n": n}
 
 
+class CommandSweep:
+    """Tracking error against the commanded value, per command axis, from evaluation steps.
+
+    For tasks with ``command_axes`` (go1-velocity: vx, vy, yaw_rate) and per-step metrics
+    ``AXIS_error`` (|command - measured| on that axis): every step of every running episode adds
+    the command in force during the step and the step's errors. :meth:`result` bins each axis's
+    commanded values and averages that axis's error per bin (the command-sweep curve).
+    """
+
+    def __init__(self, axes: tuple[str, ...]):
+        self.axes = tuple(axes)
+        self.commands: list[np.ndarray] = []
+        self.errors: list[np.ndarray] = []
+
+    def add(self, command: np.ndarray, metrics: dict[str, np.ndarray], live: np.ndarray) -> None:
+        """One step: ``command`` (n, axes) before the step, the step's metrics, ``live`` (n,)
+        the worlds whose episode is still counted."""
+        self.commands.append(np.asarray(command)[live])
+        self.errors.append(np.stack([np.asarray(metrics[f"{a}_error"])[live] for a in self.axes], axis=1))
+
+    def result(self, bins: int = 9) -> dict[str, Any]:
+        """Per axis: the mean error over all steps, and per bin of commanded value its centre,
+        step count and mean error (NaN in empty bins)."""
+        cmd, err = np.concatenate(self.commands), np.concatenate(self.errors)
+        out: dict[str, Any] = {"steps": int(len(cmd)), "axes": {}}
+        for i, axis in enumerate(self.axes):
+            low, high = float(cmd[:, i].min()), float(cmd[:, i].max())
+            edges = np.linspace(low, high, bins + 1) if high > low else np.array([low - 0.5, high + 0.5])
+            which = np.clip(np.searchsorted(edges, cmd[:, i], side="right") - 1, 0, len(edges) - 2)
+            count = np.bincount(which, minlength=len(edges) - 1)
+            total = np.bincount(which, weights=err[:, i], minlength=len(edges) - 1)
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            out["axes"][axis] = {"mean_error": float(err[:, i].mean()),
+                                 "command": (0.5 * (edges[:-1] + edges[1:])).tolist(),
+                                 "steps": count.tolist(), "error": mean.tolist()}
+        return out
+
+    @staticmethod
+    def plot(result: dict[str, Any], path: str | Any, title: str = "") -> None:
+        """One panel per axis: mean tracking error against the commanded value (PNG)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        axes = result["axes"]
+        fig = Figure(figsize=(4.0 * len(axes), 3.4), constrained_layout=True)
+        FigureCanvasAgg(fig)
+        for ax, (axis, r) in zip(np.atleast_1d(fig.subplots(1, len(axes))), axes.items()):
+            ax.plot(r["command"], r["error"], "o-")
+            ax.set_xlabel(f"commanded {axis}")
+            ax.set_ylabel(f"|{axis} error| (mean per bin)")
+            ax.set_title(f"{axis}: mean {r['mean_error']:.3f}")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{title} tracking error, {result['steps']} steps".strip())
+        fig.savefig(str(path), dpi=110)
+
+
 def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any = "none",
                  seed: int = 0, max_envs: int = 256,
-                 wrap: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
+                 wrap: Callable[[Any], Any] | None = None,
+                 sweep: CommandSweep | None = None) -> dict[str, np.ndarray]:
     """Runs ``episodes`` episodes of ``policy`` (observation tensor -> action tensor) in
     ``task``, one per world per round; returns per-episode returns, lengths, success flags and
     per-step metric means. ``wrap`` wraps each env (residual checkpoints run in their
-    :class:`~simrl.robust.residual.ResidualEnv`)."""
+    :class:`~simrl.robust.residual.ResidualEnv`); ``sweep`` collects every step's commands and
+    tracking errors."""
     import torch
 
 
@@ -66,10 +125,14 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
         if wrap is not None:
             env = wrap(env)
         obs = env.reset()
+        base = _unwrap(env)
         finished = np.zeros(n, dtype=bool)
         with torch.inference_mode():
             while not finished.all():
+                command = base.task_state["command"].copy() if sweep is not None else None
                 obs, _, _, _, info = env.step(policy(obs))
+                if sweep is not None:
+                    sweep.add(command, info["metrics"], ~finished)
                 batch = info.get("episodes")
                 if batch is None:
                     continue

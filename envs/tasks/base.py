@@ -148,6 +148,21 @@ class Task:
     def reset(self, rng: np.random.Generator, n: int) -> ResetState:
         raise NotImplementedError
 
+    def command_resample_steps(self, rng: np.random.Generator, n: int) -> np.ndarray | None:
+        """Control steps until each of ``n`` worlds draws a new command with
+        :meth:`sample_commands` (training envs redraw during the episode), or None: a command
+        lasts the whole episode. Default: None."""
+        return None
+
+    def sample_commands(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` new commands (tasks whose :meth:`command_resample_steps` is not None)."""
+        raise NotImplementedError(f"{self.name}: no command sampler")
+
+    def update_task_state(self, rs: RobotState, task_state: dict[str, np.ndarray]) -> None:
+        """Advances per-world task state in place after each step's reward (training envs
+        only, not the robot runtime), from the step's record ``rs``: gait timers and the like.
+        Default: nothing."""
+
     def robot_state(self, qpos: np.ndarray, qvel: np.ndarray, sensordata: np.ndarray,
                     task_state: dict[str, np.ndarray], last_action: np.ndarray) -> RobotState:
         raise NotImplementedError

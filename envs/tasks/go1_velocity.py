@@ -5,6 +5,14 @@ Policy at 50 Hz outputs joint-position targets around the default stance; the mo
 actuators (kp = 35) do the PD. Observation, reward and termination follow Playground's Go1
 joystick task, trimmed to what an onboard computer can measure: gyro, gravity direction from
 the IMU orientation, command, joint positions and velocities, last action.
+
+Commands are redrawn during the episode, every ``command_resample_s`` seconds (uniform per
+world, as mjlab's velocity task; Playground draws exponential intervals of mean 5 s), a share
+``zero_command_prob`` of draws being zero (stand still). The feet terms (air time, slip) and the
+soft joint-limit penalty are Playground's ``feet_air_time``, ``feet_slip`` and
+``dof_pos_limits`` with its weights; the feet's floor contact and velocity come from sensors the
+task adds to the model (:meth:`Go1Velocity.edit_spec`), so a user's MJCF needs only foot geoms
+and sites named FR, FL, RR, RL and a geom named ``floor``.
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
+from simrl.core.config import require
 from simrl.core.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
 LEGS = ("FR", "FL", "RR", "RL")
 JOINTS = tuple(f"{leg}_{j}_joint" for leg in LEGS for j in ("hip", "thigh", "calf"))
+FOOT_CONTACT = tuple(f"simrl_{leg}_floor_contact" for leg in LEGS)   # sensors the task adds
+FOOT_LINVEL = tuple(f"simrl_{leg}_linvel" for leg in LEGS)
 
 
 @dataclass
@@ -34,6 +45,11 @@ class Go1RewardWeights:
     action_rate: float = -0.01                      # penalty on action changes
     pose: float = -0.1                              # penalty on deviation from the default pose
     termination: float = -1.0                       # penalty at a fall
+    feet_air_time: float = 0.1                      # reward (air time - air_time_target) at each touchdown, moving commands only
+    air_time_target: float = 0.1                    # s: swings shorter than this are penalized
+    feet_slip: float = -0.1                         # penalty on squared horizontal speed of feet in contact, moving commands only
+    joint_limits: float = -1.0                      # penalty on joint positions past the soft limits (rad)
+    soft_limit_factor: float = 0.95                 # soft limits: this share of each joint's range, about its middle
 
 
 @dataclass
@@ -45,7 +61,8 @@ class Go1VelocityConfig(TaskConfig):
     command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
     command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
     command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s: (low, high) of the turn command
-    zero_command_prob: float = 0.1                 # chance of a zero command per episode
+    zero_command_prob: float = 0.1                 # chance that a command draw is zero (stand still)
+    command_resample_s: tuple[float, float] = (3.0, 8.0)  # s: (low, high) of the uniform time between command draws; (0, 0): one per episode
     reset_joint_noise: float = 0.1                 # rad, uniform
     fall_gravity_z: float = -0.5                   # terminate when body z tilts past ~60 deg
     fall_height: float = 0.12                      # ... or the trunk drops below this (m)
@@ -54,7 +71,15 @@ class Go1VelocityConfig(TaskConfig):
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:trunk": (0.8, 1.3), "com_x:trunk": (-0.03, 0.03), "friction:floor": (0.5, 1.6),
         "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0)})
-    range_fields: ClassVar[tuple[str, ...]] = ("command_vx", "command_vy", "command_yaw_rate")
+    range_fields: ClassVar[tuple[str, ...]] = ("command_vx", "command_vy", "command_yaw_rate",
+                                               "command_resample_s")
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.command_resample_s[0] >= 0, "command_resample_s",
+                f"must be >= 0 seconds, got {self.command_resample_s}")
+        require(0.0 <= self.zero_command_prob <= 1.0, "zero_command_prob",
+                f"must be in [0, 1], got {self.zero_command_prob}")
 
 
 @register_task
@@ -65,7 +90,8 @@ class Go1Velocity(Task):
     gym_id = "simrl/Go1Velocity-v0"
     heldout_randomization = {"mass:trunk": (0.7, 1.5), "friction:floor": (0.3, 2.0), "kp": (0.7, 1.3),
                              "damping": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 1),
-                             "obs_noise": (0.0, 1.5)}
+                             "obs_latency": (0, 1), "obs_noise": (0.0, 1.5)}
+    command_axes: ClassVar[tuple[str, ...]] = ("vx", "vy", "yaw_rate")  # metrics AXIS_error: tracking per axis
     # rsl_rl's legged-robot settings, with fewer worlds and a smaller MLP: a CPU simulator and
     # one torch thread (512-256-128 makes the update 3x slower than the collection on 2 cores).
     # Initial action std 0.37, not 1: the task's per-step penalties (action rate, torques) under
@@ -94,6 +120,31 @@ class Go1Velocity(Task):
             self.stand_height = float(m.qpos0[2])
         self.kp = m.actuator_gainprm[:, 0].copy()
         self.force_limit = np.abs(m.actuator_forcerange[:, 1]).copy()
+        jnt = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
+        low, high = m.jnt_range[jnt, 0], m.jnt_range[jnt, 1]
+        mid, half = 0.5 * (low + high), 0.5 * (high - low) * config.rewards.soft_limit_factor
+        self.soft_low, self.soft_high = mid - half, mid + half
+        self.contact_adr = np.array([m.sensor_adr[m.sensor(name).id] for name in FOOT_CONTACT])
+        self.foot_vel_adr = np.array([m.sensor_adr[m.sensor(name).id] + np.arange(2) for name in FOOT_LINVEL])
+
+    def edit_spec(self, spec: mujoco.MjSpec) -> None:
+        """Adds the feet's floor-contact and world-velocity sensors (the feet rewards' inputs)."""
+        if not set(JOINTS) <= {j.name for j in spec.joints}:
+            return  # not a Go1 layout: check_model says what is missing
+        geoms = {g.name for g in spec.geoms}
+        sites = {s.name for s in spec.sites}
+        missing = [f"geom {n}" for n in (*LEGS, "floor") if n not in geoms] + [
+            f"site {n}" for n in LEGS if n not in sites]
+        if missing:
+            raise ValueError(f"{self.name}: the model needs foot geoms and sites named "
+                             f"{', '.join(LEGS)} and a geom named floor; missing {', '.join(missing)}")
+        for leg, contact, linvel in zip(LEGS, FOOT_CONTACT, FOOT_LINVEL):
+            # data "found" (1), reduce "mindist" (1), one contact: 1 while the foot touches the floor
+            spec.add_sensor(name=contact, type=mujoco.mjtSensor.mjSENS_CONTACT,
+                            objtype=mujoco.mjtObj.mjOBJ_GEOM, objname=leg,
+                            reftype=mujoco.mjtObj.mjOBJ_GEOM, refname="floor", intprm=[1, 1, 1])
+            spec.add_sensor(name=linvel, type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
+                            objtype=mujoco.mjtObj.mjOBJ_SITE, objname=leg)
 
     def check_model(self, model: mujoco.MjModel) -> None:
         missing = [j for j in JOINTS if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) < 0]
@@ -124,6 +175,12 @@ class Go1Velocity(Task):
         cmd[rng.random(n) < c.zero_command_prob] = 0.0
         return cmd
 
+    def command_resample_steps(self, rng: np.random.Generator, n: int) -> np.ndarray | None:
+        low, high = self.cfg.command_resample_s
+        if high <= 0:
+            return None
+        return np.maximum(1, np.rint(rng.uniform(low, high, n) / self.cfg.control_dt))
+
     def reset(self, rng: np.random.Generator, n: int) -> ResetState:
         m, c = self.model, self.cfg
         qpos = np.tile(m.qpos0, (n, 1))
@@ -132,14 +189,21 @@ class Go1Velocity(Task):
         qpos[:, 7:19] = self.default_pose + rng.uniform(-c.reset_joint_noise, c.reset_joint_noise, (n, 12))
         qvel = np.zeros((n, m.nv))
         ctrl = np.tile(self.default_pose, (n, 1))
-        return ResetState(qpos, qvel, ctrl, {"command": self.sample_commands(rng, n)})
+        return ResetState(qpos, qvel, ctrl, {"command": self.sample_commands(rng, n),
+                                             "feet_air_time": np.zeros((n, len(LEGS)))})
 
     def robot_state(self, qpos, qvel, sensordata, task_state, last_action) -> RobotState:
         quat = qpos[:, 3:7]
+        n = qpos.shape[0]
+        air = task_state.get("feet_air_time")
         return RobotState(joint_pos=qpos[:, 7:19], joint_vel=qvel[:, 6:18],
                           command=task_state["command"], last_action=last_action,
                           base_quat=quat, base_ang_vel=qvel[:, 3:6],
-                          base_lin_vel=quat_rotate_inverse(quat, qvel[:, 0:3]), base_pos=qpos[:, 0:3])
+                          base_lin_vel=quat_rotate_inverse(quat, qvel[:, 0:3]), base_pos=qpos[:, 0:3],
+                          extras={"feet_contact": sensordata[:, self.contact_adr],
+                                  "feet_vel": sensordata[:, self.foot_vel_adr].reshape(n, -1),
+                                  "feet_air_time": (np.zeros((n, len(LEGS))) if air is None
+                                                    else air.copy())})
 
     def observation(self, rs: RobotState) -> np.ndarray:
         return np.concatenate([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
@@ -148,13 +212,27 @@ class Go1Velocity(Task):
     def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
         return self.default_pose + self.cfg.action_scale * action
 
+    def update_task_state(self, rs: RobotState, task_state: dict[str, np.ndarray]) -> None:
+        """Each foot's time in the air: grows by a control period, zero while it touches down."""
+        in_air = rs.extras["feet_contact"] <= 0
+        task_state["feet_air_time"][...] = (task_state["feet_air_time"] + self.cfg.control_dt) * in_air
+
     def reward(self, prev, rs, action, ctrl):
         w, c = self.cfg.rewards, self.cfg
         gravity = projected_gravity(rs.base_quat)
-        lin_err = np.sum((rs.command[:, :2] - rs.base_lin_vel[:, :2]) ** 2, axis=1)
-        yaw_err = (rs.command[:, 2] - rs.base_ang_vel[:, 2]) ** 2
+        vel_err = np.abs(rs.command - np.concatenate([rs.base_lin_vel[:, :2], rs.base_ang_vel[:, 2:]], axis=1))
+        lin_err = np.sum(vel_err[:, :2] ** 2, axis=1)
+        yaw_err = vel_err[:, 2] ** 2
         torque = np.clip(self.kp * (ctrl - rs.joint_pos), -self.force_limit, self.force_limit)
         terminated = (gravity[:, 2] > c.fall_gravity_z) | (rs.base_pos[:, 2] < c.fall_height)
+        moving = np.linalg.norm(rs.command, axis=1) > 0.01
+        contact = rs.extras["feet_contact"] > 0
+        # touchdown: in contact now after time in the air (the air time up to the last step)
+        touchdown = contact & (rs.extras["feet_air_time"] > 0)
+        air_time = np.sum((rs.extras["feet_air_time"] + c.control_dt - w.air_time_target) * touchdown, axis=1)
+        slip = np.sum(rs.extras["feet_vel"].reshape(-1, len(LEGS), 2) ** 2, axis=2)
+        past_limits = (np.clip(self.soft_low - rs.joint_pos, 0.0, None)
+                       + np.clip(rs.joint_pos - self.soft_high, 0.0, None))
         r = (w.tracking_lin_vel * np.exp(-lin_err / w.tracking_sigma)
              + w.tracking_ang_vel * np.exp(-yaw_err / w.tracking_sigma)
              + w.lin_vel_z * rs.base_lin_vel[:, 2] ** 2
@@ -163,8 +241,12 @@ class Go1Velocity(Task):
              + w.torques * np.sum(torque ** 2, axis=1)
              + w.action_rate * np.sum((action - prev.last_action) ** 2, axis=1)
              + w.pose * np.sum((rs.joint_pos - self.default_pose) ** 2, axis=1)
-             + w.termination * terminated)
-        metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": np.sqrt(yaw_err)}
+             + w.termination * terminated
+             + w.feet_air_time * air_time * moving
+             + w.feet_slip * np.sum(slip * contact, axis=1) * moving
+             + w.joint_limits * np.sum(past_limits, axis=1))
+        metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": vel_err[:, 2],
+                   "vx_error": vel_err[:, 0], "vy_error": vel_err[:, 1]}
         return r * c.control_dt, terminated, metrics
 
     def reward_ceiling(self) -> float:

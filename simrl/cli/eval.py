@@ -8,7 +8,10 @@ return, success and the step/time drawn on the frames.
 Each world runs exactly one episode per round, under the task config the checkpoint was trained
 with unless --task.FIELD VALUE options change it (any field of the checkpoint's task config:
 --task.max-episode-steps 500; see simrl train --task TASK --help); per-step task metrics
-(e.g. go1-velocity's lin_vel_error) are averaged per episode and reported too.
+(e.g. go1-velocity's lin_vel_error) are averaged per episode and reported too. For tasks with
+commands (go1-velocity) every evaluated step also enters a command sweep: the tracking error per
+command axis (vx, vy, yaw rate) against the commanded value, as a plot and JSON (--out, default
+CHECKPOINT/command_sweep).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from simrl.cli import command, parse
 from simrl.core.config import apply_overrides, to_jsonable
 from simrl.dr.grid import grid_eval, parse_grid, write_grid
 from envs.render import VideoConfig
-from simrl.evaluate import format_summary, record_videos, run_episodes, summarize
+from simrl.evaluate import CommandSweep, format_summary, record_videos, run_episodes, summarize
 from simrl.distill import wrapper_from_spec
 from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
 from simrl.robust.residual import ResidualEnv
@@ -50,7 +53,8 @@ class EvalArgs:
     grid_episodes: int = 4               # episodes per grid point
     push_test: bool = False              # success rate under pushes of growing magnitude from 8 directions
     push_repeats: int = 4                # pushes per direction and magnitude (8 directions)
-    out: str | None = None               # directory for the grid heatmap / push-test curves (PNG + JSON)
+    out: str | None = None               # directory for the grid heatmap / push-test curves / command sweep (PNG + JSON; the sweep's default: CHECKPOINT/command_sweep)
+    sweep_bins: int = 9                  # tasks with commands (go1-velocity): bins per command axis of the tracking-error sweep
     video: str | None = None             # also record MP4s of a few episodes into this directory
     video_episodes: int = 3              # episodes recorded per checkpoint (--video)
     video_seconds: float = 5.0           # simulated seconds per video at most (the episode's end stops it sooner)
@@ -109,6 +113,8 @@ def run(argv: list[str]) -> int:
     args = parse(EvalArgs, argv, "simrl eval", __doc__)
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
+    if args.sweep_bins < 1:
+        raise ValueError(f"--sweep-bins must be >= 1, got {args.sweep_bins}")
     video = VideoConfig(args.video_width, args.video_height, args.video_fps)
     if args.video:
         video.validate()
@@ -128,11 +134,15 @@ def run(argv: list[str]) -> int:
             dr = distribution_from_dict(spec["dr"])
         else:
             dr = resolve_dr(args.dr)
-        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap)
+        axes = getattr(task, "command_axes", ())
+        sweep = CommandSweep(axes) if axes else None
+        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap, sweep=sweep)
         result = {"checkpoint": str(checkpoint), "task": task.name, "dr": args.dr,
                   "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
                   **summarize(episodes)}
         print(format_summary(result))
+        if sweep is not None:
+            result["command_sweep"] = write_command_sweep(sweep, checkpoint, args, len(results))
         if args.video:
             prefix = Path(checkpoint).stem if len(args.checkpoint) == 1 else f"{len(results)}-{Path(checkpoint).stem}"
             videos = record_videos(policy, task, args.video, args.video_episodes, args.video_seconds,
@@ -147,6 +157,22 @@ def run(argv: list[str]) -> int:
         data = results[0] if len(results) == 1 else results
         Path(args.json).write_text(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
     return 0
+
+
+def write_command_sweep(sweep: CommandSweep, checkpoint: str, args: EvalArgs, index: int) -> dict[str, Any]:
+    """The tracking error per command axis, printed, and the command-sweep plot (error against
+    the commanded value) with its JSON in ``--out`` (default CHECKPOINT/command_sweep)."""
+    result = sweep.result(args.sweep_bins)
+    name = Path(checkpoint).stem if len(args.checkpoint) == 1 else f"{index}-{Path(checkpoint).stem}"
+    out = Path(args.out or Path(checkpoint) / "command_sweep")
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"command_sweep-{name}.png"
+    CommandSweep.plot(result, png, title=name)
+    result["plot"] = str(png)
+    (out / f"command_sweep-{name}.json").write_text(json.dumps(to_jsonable(result), indent=2))
+    errors = ", ".join(f"{a} {r['mean_error']:.3f}" for a, r in result["axes"].items())
+    print(f"  tracking error per command axis over {result['steps']} steps: {errors}; sweep plot {png}")
+    return result
 
 
 def run_grid(checkpoint: str, policy: Any, spec: dict, task: Any, wrap: Any,
