@@ -397,52 +397,73 @@ def _faultable(data: bytes) -> bool:
     return len(data) > 5 and data[5] in (STATE, COMMAND)
 
 
+class FaultLine:
+    """:class:`Faults` applied to any message stream (UDP datagrams, DDS samples): incoming
+    messages go in with :meth:`arrive` and come out with :meth:`next` (lost, held back past
+    newer ones, delayed), :meth:`drop_outgoing` decides each outgoing one. Seeded."""
+
+    def __init__(self, faults: Faults):
+        self.faults = faults
+        self._rng_in, self._rng_out = random.Random(faults.seed), random.Random(faults.seed + 1)
+        self._held: list[list] = []  # [messages still to pass, message]
+        self._line: collections.deque = collections.deque()  # (due time, message)
+        self.lost = 0  # incoming messages dropped
+
+    def arrive(self, message: Any) -> None:
+        """An incoming message: lost, held back until ``delay_packets`` newer ones passed, or on
+        its way (``latency_s`` from now)."""
+        r = self._rng_in.random()
+        if r < self.faults.loss:
+            self.lost += 1
+            return
+        for h in self._held:
+            h[0] -= 1
+        released = [h[1] for h in self._held if h[0] <= 0]
+        self._held = [h for h in self._held if h[0] > 0]
+        if r < self.faults.loss + self.faults.delay:
+            self._held.append([self.faults.delay_packets, message])
+        else:
+            released.insert(0, message)
+        due = time.monotonic() + self.faults.latency_s
+        self._line.extend((due, m) for m in released)
+
+    def next(self) -> Any | None:
+        """The next incoming message that is due, or None."""
+        if self._line and self._line[0][0] <= time.monotonic():
+            return self._line.popleft()[1]
+        return None
+
+    def drop_outgoing(self) -> bool:
+        return self._rng_out.random() < self.faults.loss
+
+
 class FaultySocket:
-    """A datagram socket that injects :class:`Faults`; everything else is the wrapped socket's."""
+    """A datagram socket that injects :class:`Faults` into STATE and COMMAND packets (the
+    handshake passes); everything else is the wrapped socket's."""
 
     def __init__(self, sock: socket.socket, faults: Faults):
         self._sock, self.faults = sock, faults
-        self._rng_in, self._rng_out = random.Random(faults.seed), random.Random(faults.seed + 1)
-        self._held: list[list] = []  # [packets still to pass, data, addr]
-        self._line: collections.deque = collections.deque()  # (due time, data, addr)
+        self.line = FaultLine(faults)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
     def recvfrom(self, size: int) -> tuple[bytes, Any]:
-        if self.faults.latency_s <= 0:
-            return self._recv_faulted(size)
-        while True:  # everything waiting joins the delay line; packets leave it when due
+        while True:  # everything waiting enters the fault line; packets leave it when due
             try:
-                self._line.append((time.monotonic() + self.faults.latency_s, *self._recv_faulted(size)))
+                data, addr = self._sock.recvfrom(size)
             except (BlockingIOError, InterruptedError):
                 break
-        if self._line and self._line[0][0] <= time.monotonic():
-            _, data, addr = self._line.popleft()
-            return data, addr
-        raise BlockingIOError("no delayed packet due yet")
-
-    def _recv_faulted(self, size: int) -> tuple[bytes, Any]:
-        while True:
-            due = next((h for h in self._held if h[0] <= 0), None)
-            if due is not None:
-                self._held.remove(due)
-                return due[1], due[2]
-            data, addr = self._sock.recvfrom(size)  # BlockingIOError when empty
             if not _faultable(data):
                 return data, addr
-            r = self._rng_in.random()
-            if r < self.faults.loss:
-                continue
-            for h in self._held:
-                h[0] -= 1
-            if r < self.faults.loss + self.faults.delay:
-                self._held.append([self.faults.delay_packets, data, addr])
-                continue
-            return data, addr
+            self.line.arrive((data, addr))
+        packet = self.line.next()
+        if packet is None:
+            raise BlockingIOError("no packet due")
+        return packet
 
     def _drop(self, data: bytes) -> bool:
-        return _faultable(data) and self._rng_out.random() < self.faults.loss
+        return _faultable(data) and self.line.drop_outgoing()
 
     def send(self, data: bytes) -> int:
         return len(data) if self._drop(data) else self._sock.send(data)

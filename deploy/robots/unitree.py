@@ -4,10 +4,12 @@ Serves the robots that speak SDK 2's low-level DDS topics: quadrupeds with the `
 messages (Go2, B2: 12 leg motors) and humanoids with the ``unitree_hg`` messages (G1 29-DoF).
 The real Go1's firmware speaks Unitree's older UDP SDK (``unitree_legged_sdk``), not this.
 
-URI: ``unitree://IFACE[?robot=go|hg&domain=N]``. ``IFACE`` is the network interface the robot
-is on (``eth0``; ``lo`` for the twin, ``simrl robot-server --protocol unitree``). ``robot``:
-the message family, by default derived from the model's joint names; ``domain``: the DDS domain
-id (default 0, as on the robots). On ``lo`` discovery runs over unicast to 127.0.0.1
+URI: ``unitree://IFACE[?robot=go|hg&domain=N&crc=check|ignore]``. ``IFACE`` is the network
+interface the robot is on (``eth0``; ``lo`` for the twin, ``simrl robot-server --protocol
+unitree``). ``robot``: the message family, by default derived from the model's joint names;
+``domain``: the DDS domain id (default 0, as on the robots); ``crc``: states whose CRC is wrong
+are dropped and counted ``rejected`` (default ``check``; ``ignore`` for a source that does not
+sign its states). On ``lo`` discovery runs over unicast to 127.0.0.1
 (loopback is often not multicast-capable); on other interfaces it uses multicast as the robots
 do.
 
@@ -19,6 +21,13 @@ Mapping. Each model joint ``NAME_joint`` drives the robot motor named ``NAME``
 sends ``q = ctrl`` with the command's ``kp``/``kd`` (the checkpoint spec's ``pd_gains``), a
 DAMP command ``kp = 0`` and ``kd > 0`` (damping mode), ``dq = tau = 0``; every command carries
 its CRC. Motors the model does not drive are sent disabled (mode 0, zero gains).
+
+Link checks and faults. Each read takes the newest state by ``tick``: states whose tick is not after
+the last accepted one's are counted ``late`` and dropped (the robot clock the watchdog judges
+never runs backwards); one with a wrong CRC is ``rejected`` and the next older one tried.
+``simrl deploy --link-loss/--link-delay/--link-latency`` inject faults as on a UDP link
+(:class:`~deploy.robots.udp.FaultLine`): states are dropped (counted ``lost``), held back past
+newer ones, or delayed; commands are dropped.
 
 The start-up sequence of unitree_rl_gym's deploy_real is the runtime's: ``connect`` waits for
 the first state; ``simrl deploy --zero-torque S`` sends zero torque for S seconds, the soft
@@ -40,6 +49,7 @@ import numpy as np
 from deploy.robots.base import (DAMP, Command, LinkStats, RobotLost, RobotOptions, StateSample,
                                 register_robot)
 from deploy.robots import unitree_idl as idl
+from deploy.robots.udp import ConnectCancelled, FaultLine, Faults
 
 LOWSTATE, LOWCMD = "rt/lowstate", "rt/lowcmd"
 GO_MOTORS = tuple(f"{leg}_{j}" for leg in ("FR", "FL", "RR", "RL") for j in ("hip", "thigh", "calf"))
@@ -96,18 +106,19 @@ class UnitreeAddress:
     iface: str
     robot: str | None = None   # "go" | "hg" | None: from the model
     domain: int = 0
+    check_crc: bool = True     # drop states whose CRC is wrong
 
 
 def parse_uri(uri: str) -> UnitreeAddress:
-    """``unitree://IFACE[?robot=go|hg&domain=N]`` -> :class:`UnitreeAddress`."""
-    usage = "expected unitree://IFACE[?robot=go|hg&domain=N], e.g. unitree://eth0"
+    """``unitree://IFACE[?robot=go|hg&domain=N&crc=check|ignore]`` -> :class:`UnitreeAddress`."""
+    usage = "expected unitree://IFACE[?robot=go|hg&domain=N&crc=check|ignore], e.g. unitree://eth0"
     if not uri.startswith("unitree://"):
         raise ValueError(f"bad robot address {uri!r}; {usage}")
     parts = urlsplit(uri)
     if not parts.netloc or parts.path not in ("", "/"):
         raise ValueError(f"bad robot address {uri!r}: no network interface; {usage}")
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(query) - {"robot", "domain"}
+    unknown = set(query) - {"robot", "domain", "crc"}
     if unknown:
         raise ValueError(f"robot address {uri!r}: unknown option {sorted(unknown)[0]!r}; {usage}")
     robot = query.get("robot")
@@ -116,7 +127,10 @@ def parse_uri(uri: str) -> UnitreeAddress:
     domain = query.get("domain", "0")
     if not domain.isdigit() or int(domain) > 232:
         raise ValueError(f"robot address {uri!r}: domain={domain!r}, expected a DDS domain id 0-232")
-    return UnitreeAddress(parts.netloc, robot, int(domain))
+    crc = query.get("crc", "check")
+    if crc not in ("check", "ignore"):
+        raise ValueError(f"robot address {uri!r}: crc={crc!r}, expected check or ignore")
+    return UnitreeAddress(parts.netloc, robot, int(domain), crc == "check")
 
 
 _DOMAINS: dict[int, tuple[str, Any, Any]] = {}
@@ -282,11 +296,12 @@ class UnitreeRobot:
     lockstep = False
     source = "robot"
 
-    def __init__(self, addr: UnitreeAddress, model: mujoco.MjModel):
+    def __init__(self, addr: UnitreeAddress, model: mujoco.MjModel, faults: Faults | None = None):
         self.addr = addr
         self.map = MotorMap.from_model(model, addr.robot)
         self.name = f"unitree://{addr.iface} ({self.map.family.name}, domain {addr.domain})"
         self.stats = LinkStats()
+        self.faults = FaultLine(faults) if faults is not None and faults.active else None
         self._reader = self._writer = None
         self._seq = 0
         self._mode_machine = 0
@@ -312,33 +327,62 @@ class UnitreeRobot:
         sample = None
         while time.monotonic() < deadline:
             if cancel is not None and cancel():
-                from deploy.robots.udp import ConnectCancelled
                 raise ConnectCancelled(f"{self.name}: connecting cancelled")
             sample = sample or self.read_state()
             if sample is not None and self._writer.get_matched_subscriptions():
                 return sample
             time.sleep(0.005)
         what = ("sent state but nobody subscribes to rt/lowcmd" if sample is not None else
+                f"sent no {LOWSTATE} with a valid CRC (add ?crc=ignore for a source that does not "
+                "sign its states)" if self.stats.rejected else
                 f"sent no {LOWSTATE} (wrong interface, domain or message family?)")
         self.close()
         raise RobotLost(f"{self.name}: within {timeout:g} s the robot {what}")
 
-    def read_state(self) -> StateSample | None:
+    def _incoming(self) -> list[Any]:
+        """The states taken since the last call, in arrival order (through the fault line when
+        faults are injected)."""
         from cyclonedds.internal import InvalidSample
+        msgs = [m for m in self._reader.take(N=64) if not isinstance(m, InvalidSample)]
+        if self.faults is None:
+            return msgs
+        for m in msgs:
+            self.faults.arrive(m)
+        self.stats.lost = self.faults.lost
+        return list(iter(self.faults.next, None))
+
+    def _newer(self, tick: int) -> bool:
+        """Whether ``tick`` comes after the last accepted state's (u32 milliseconds that wrap
+        after 49 days)."""
+        last = self._last_tick
+        return last is None or 0 < (tick - last) % (1 << 32) < 1 << 31
+
+    def read_state(self) -> StateSample | None:
+        """The newest state taken since the last call, by tick: states not after the last
+        accepted one are late; the others are tried newest first (a wrong CRC is rejected); the
+        older ones the chosen state supersedes are counted, not checked."""
+        msgs = self._incoming()
+        fresh = [m for m in msgs if self._newer(int(m.tick))]
+        self.stats.late += len(msgs) - len(fresh)
+        last = self._last_tick or 0
+        fresh.sort(key=lambda m: (int(m.tick) - last) % (1 << 32))
         newest = None
-        for msg in self._reader.take(N=64):
-            if isinstance(msg, InvalidSample):
-                continue
-            self.stats.received += 1
-            newest = msg
+        while fresh:
+            msg = fresh.pop()
+            if self.addr.check_crc and msg.crc != idl.crc(msg):
+                self.stats.rejected += 1
+            else:
+                newest = msg
+                break
         if newest is None:
             return None
+        self.stats.received += 1 + len(fresh)
+        tick = int(newest.tick)
+        if self._last_tick is not None and tick < self._last_tick:
+            self._wraps += 1
+        self._last_tick = tick
         if self.map.family.name == "hg":
             self._mode_machine = newest.mode_machine
-        tick = int(newest.tick)
-        if self._last_tick is not None and tick < self._last_tick and self._last_tick - tick > 1 << 31:
-            self._wraps += 1  # u32 milliseconds wrap after 49 days
-        self._last_tick = tick
         self._seq += 1
         return StateSample(self._seq, (tick + self._wraps * 2.0 ** 32) * 1e-3,
                            state_fields(newest, self.map))
@@ -346,11 +390,13 @@ class UnitreeRobot:
     def send_command(self, command: Command) -> None:
         if self._writer is None:
             raise RobotLost(f"{self.name}: not connected")
+        self.stats.sent += 1
+        if self.faults is not None and self.faults.drop_outgoing():
+            return
         try:
             self._writer.write(low_cmd(command, self.map, self._mode_machine))
         except Exception as exc:  # noqa: BLE001  (cyclonedds raises DDSException)
             raise RobotLost(f"{self.name}: {exc}") from None
-        self.stats.sent += 1
 
     def link_stats(self) -> LinkStats:
         return self.stats
@@ -360,11 +406,15 @@ class UnitreeRobot:
         self._reader = self._writer = None
 
 
-@register_robot("unitree", "unitree://IFACE[?robot=go|hg&domain=N]: a Unitree SDK 2 robot "
-                           "(Go2, B2, G1) on DDS, or `simrl robot-server --protocol unitree`")
+@register_robot("unitree", "unitree://IFACE[?robot=go|hg&domain=N&crc=check|ignore]: a Unitree "
+                           "SDK 2 robot (Go2, B2, G1) on DDS, or `simrl robot-server --protocol unitree`")
 def make_unitree_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> UnitreeRobot:
-    """The ``unitree://IFACE`` back-end for a checkpoint ``spec``."""
+    """The ``unitree://IFACE`` back-end for a checkpoint ``spec`` (link faults injected when
+    ``options.faults`` is set)."""
     from envs.tasks import task_from_spec
-    options.refuse("unitree", perturbation="the twin (simrl robot-server --protocol unitree --perturb FILE)")
+    options.refuse("unitree", perturbation="the twin (simrl robot-server --protocol unitree --perturb FILE)",
+                   link=True)
+    if options.key is not None:
+        raise ValueError("link keys apply to udp robots; Unitree's DDS topics carry no key")
     addr = parse_uri(uri)
-    return UnitreeRobot(addr, task_from_spec(spec).model)
+    return UnitreeRobot(addr, task_from_spec(spec).model, options.faults)
