@@ -284,5 +284,5 @@ def test_hardware_back_ends_refuse_options_they_cannot_honour():
             make_robot(uri, spec, RobotOptions(realtime=False))
         with pytest.raises(ValueError, match=f"perturbations apply to simulated robots, not to a {scheme}"):
             make_robot(uri, spec, RobotOptions(perturbation=Perturbation(params={"mass": 1.1})))
-    with pytest.raises(ValueError, match="link faults and keys apply to udp robots, not to a unitree"):
+    with pytest.raises(ValueError, match="link keys apply to udp robots; Unitree.s DDS topics carry no key"):
         make_robot("unitree://lo", spec, RobotOptions(key=b"k" * 16))
