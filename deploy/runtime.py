@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from deploy.clock import Rate, realtime_scheduling
+from deploy.commands import CommandSource
 from deploy.policy import OnnxPolicy
 from deploy.policy_io import PolicyIO
 from deploy.recorder import Recorder, log_meta
@@ -137,8 +138,9 @@ class Runtime:
     :class:`~deploy.policy_io.PolicyIO` adds the history or the residual base around it."""
 
     def __init__(self, checkpoint: str | os.PathLike, robot: Robot, config: RuntimeConfig | None = None,
-                 policy: Policy | None = None):
+                 policy: Policy | None = None, commands: CommandSource | None = None):
         self.checkpoint, self.robot = str(checkpoint), robot
+        self.commands = commands
         self.cfg = config or RuntimeConfig()
         if robot.lockstep == self.cfg.realtime:
             raise ValueError(f"robot {robot.name} is {'lockstep' if robot.lockstep else 'real time'}, "
@@ -162,6 +164,12 @@ class Runtime:
                 raise ValueError(f"task {self.task.name} takes a command of {width} values, got "
                                  f"{len(self.cfg.command)}")
             self.task_state["command"] = np.asarray(self.cfg.command, dtype=np.float64)[None]
+        width = self.task_state.get("command", np.zeros((1, 0))).shape[1]
+        if commands is not None and width != 3:
+            raise ValueError(f"task {self.task.name} takes a command of {width} values; remote and "
+                             "keyboard commands are velocities (vx, vy, yaw rate)")
+        if commands is not None and self.cfg.command is None:
+            self.task_state["command"] = np.zeros((1, 3))  # stand still until the operator moves
 
     def _check_sample(self, sample: StateSample) -> None:
         nu = self.task.model.nu
@@ -220,6 +228,8 @@ class Runtime:
                             report.log_path = str(log_path)
                 finally:
                     self.robot.close()
+                    if self.commands is not None:
+                        self.commands.close()
 
     def _safe_stop(self) -> None:
         """The damped stop, unless the loop already sent it (best effort: the robot may be
@@ -311,6 +321,12 @@ class Runtime:
         if (now - p.fresh_at > s.stale_timeout_s if p.stamped else p.stale >= s.stale_periods):
             self.safety.flag("stale_data")
         p.sample = fresh or p.sample
+        if self.commands is not None:  # the operator's command from this step on
+            command = self.commands.update(p.sample.fields)
+            if command is not None:
+                self.task_state["command"] = np.asarray(command, dtype=np.float64)[None]
+            if self.commands.estop:
+                self.safety.flag("estop")
         rs = compose_state(p.sample.fields, self.task_state, p.last_action)
         self.safety.check_state(p.sample.fields, rs)
         return rs
@@ -424,7 +440,8 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
         log_path: str | os.PathLike | None = None, *, perturb: str | os.PathLike | Perturbation | None = None,
         config: RuntimeConfig | None = None, policy: Policy | None = None,
         faults: Faults | None = None, key: bytes | None = None,
-        connect_timeout: float = 60.0, camera: tuple[str, str | os.PathLike] | None = None) -> DeployReport:
+        connect_timeout: float = 60.0, camera: tuple[str, str | os.PathLike] | None = None,
+        commands: CommandSource | None = None) -> DeployReport:
     """Deploys ``checkpoint`` (with ``policy.onnx``) on ``robot`` for ``duration`` seconds.
 
     ``robot``: ``"mujoco"`` (the task's model), ``"mujoco:MODEL.xml"``, ``"udp://HOST:PORT"``
@@ -432,7 +449,9 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
     MuJoCo robot. ``config.realtime=False`` runs the MuJoCo robot in lockstep, faster than real
     time. ``faults``: loss and delay injected into the robot link (a soak); ``key``: the UDP
     link's HMAC key. ``camera``: (SOURCE, CALIBRATION FILE): object poses from an ArUco marker
-    seen by the camera (:mod:`deploy.perception`) replace the robot's own. Returns the :class:`DeployReport`; the log (when ``log_path`` is given)
+    seen by the camera (:mod:`deploy.perception`) replace the robot's own. ``commands``: the
+    task command from the robot's remote or a keyboard (:mod:`deploy.commands`) instead of
+    ``config.command``. Returns the :class:`DeployReport`; the log (when ``log_path`` is given)
     is closed.
     """
     config = config or RuntimeConfig()
@@ -450,4 +469,4 @@ def run(checkpoint: str | os.PathLike, robot: str | Robot = "mujoco", duration: 
     if camera is not None:
         from deploy.perception import CameraCalibration, CameraPoseSource, PerceivedRobot
         robot = PerceivedRobot(robot, CameraPoseSource(camera[0], CameraCalibration.load(camera[1])))
-    return Runtime(checkpoint, robot, config, policy).run(duration, log_path, connect_timeout)
+    return Runtime(checkpoint, robot, config, policy, commands).run(duration, log_path, connect_timeout)

@@ -17,7 +17,9 @@ Mapping. Each model joint ``NAME_joint`` drives the robot motor named ``NAME``
 (:data:`GO_MOTORS`, :data:`G1_MOTORS`: the motor indices of Unitree's SDK). Readings: motor
 ``q``/``dq`` become ``joint_pos``/``joint_vel`` (model joint order) and ``motor_pos``/
 ``motor_vel`` (actuator order), the IMU quaternion (w, x, y, z) and gyroscope become
-``base_quat``/``base_ang_vel``; the stamp is the state's ``tick`` (ms). Commands: a RUN command
+``base_quat``/``base_ang_vel``, the remote's ``wireless_remote`` bytes ``remote`` (sticks lx, rx,
+ry, ly and the key bits: :func:`parse_remote`, read by ``simrl deploy --command-source
+remote``); the stamp is the state's ``tick`` (ms). Commands: a RUN command
 sends ``q = ctrl`` with the command's ``kp``/``kd`` (the checkpoint spec's ``pd_gains``), a
 DAMP command ``kp = 0`` and ``kd > 0`` (damping mode), ``dq = tau = 0``; every command carries
 its CRC. Motors the model does not drive are sent disabled (mode 0, zero gains).
@@ -37,6 +39,7 @@ start moves to the default pose over ``--soft-start`` seconds, then the policy r
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -214,6 +217,38 @@ class MotorMap:
                    np.array([index[n] for n in joint_names], dtype=int))
 
 
+# -- the remote's bytes ------------------------------------------------------------------------
+# The 16 key bits of ``wireless_remote`` (bytes 2-3, little endian), bit i = REMOTE_KEYS[i]:
+# unitree_rl_gym deploy_real's KeyMap (unitree_sdk2py's Joystick reads the same bits).
+REMOTE_KEYS = ("R1", "L1", "start", "select", "R2", "L2", "F1", "F2", "A", "B", "X", "Y",
+               "up", "right", "down", "left")
+_STICKS = {"lx": 4, "rx": 8, "ry": 12, "ly": 20}   # little-endian float32 at these byte offsets
+REMOTE_FIELDS = ("lx", "rx", "ry", "ly", "keys")   # the ``remote`` state field, in this order
+
+
+def encode_remote(lx: float = 0.0, rx: float = 0.0, ry: float = 0.0, ly: float = 0.0,
+                  keys: tuple[str, ...] = ()) -> list[int]:
+    """The 40 ``wireless_remote`` bytes of a remote with these stick positions (-1..1) and keys
+    pressed (names of :data:`REMOTE_KEYS`)."""
+    unknown = [k for k in keys if k not in REMOTE_KEYS]
+    if unknown:
+        raise ValueError(f"unknown remote key {unknown[0]!r}; keys: {', '.join(REMOTE_KEYS)}")
+    data = bytearray(40)
+    struct.pack_into("<H", data, 2, sum(1 << REMOTE_KEYS.index(k) for k in keys))
+    for name, value in (("lx", lx), ("rx", rx), ("ry", ry), ("ly", ly)):
+        struct.pack_into("<f", data, _STICKS[name], float(value))
+    return list(data)
+
+
+def parse_remote(data: Any) -> np.ndarray:
+    """``wireless_remote`` bytes as (lx, rx, ry, ly, key bits) (:data:`REMOTE_FIELDS`)."""
+    raw = bytes(data)
+    if len(raw) != 40:
+        raise ValueError(f"wireless_remote: expected 40 bytes, got {len(raw)}")
+    sticks = [struct.unpack_from("<f", raw, _STICKS[n])[0] for n in ("lx", "rx", "ry", "ly")]
+    return np.array([*sticks, struct.unpack_from("<H", raw, 2)[0]], dtype=np.float64)
+
+
 # -- message conversions ----------------------------------------------------------------------
 def state_fields(msg: Any, mm: MotorMap) -> dict[str, np.ndarray]:
     """A LowState_ as robot-state fields (see the module doc)."""
@@ -223,7 +258,8 @@ def state_fields(msg: Any, mm: MotorMap) -> dict[str, np.ndarray]:
     return {"joint_pos": q[mm.joint], "joint_vel": dq[mm.joint],
             "base_quat": np.array(imu.quaternion, dtype=np.float64),
             "base_ang_vel": np.array(imu.gyroscope, dtype=np.float64),
-            "motor_pos": q[mm.actuator] * mm.gear, "motor_vel": dq[mm.actuator] * mm.gear}
+            "motor_pos": q[mm.actuator] * mm.gear, "motor_vel": dq[mm.actuator] * mm.gear,
+            "remote": parse_remote(msg.wireless_remote)}
 
 
 def low_cmd(command: Command, mm: MotorMap, mode_machine: int = 0) -> Any:
@@ -269,10 +305,13 @@ def quat_to_rpy(q: np.ndarray) -> np.ndarray:
 
 
 def low_state(fields: dict[str, np.ndarray], mm: MotorMap, tick_ms: int,
-              accelerometer: np.ndarray | None = None) -> Any:
-    """A LowState_ (with CRC) from robot-state fields (the twin's side)."""
+              accelerometer: np.ndarray | None = None, remote: list[int] | None = None) -> Any:
+    """A LowState_ (with CRC) from robot-state fields (the twin's side); ``remote``: the
+    ``wireless_remote`` bytes (:func:`encode_remote`)."""
     fam = mm.family
     msg = idl.zero(fam.state_type)
+    if remote is not None:
+        msg.wireless_remote = list(remote)
     if fam.name == "go":
         msg.head, msg.level_flag = [0xFE, 0xEF], 0xFF
     quat = fields["base_quat"]

@@ -8,18 +8,81 @@ takes ``rt/lowcmd``: commands whose CRC is wrong, whose ``dq``/``tau`` feed-forw
 command limits). Without a command for ``command_timeout`` seconds the robot damps itself.
 Before the first command it holds the task's reset pose with the model's gains. It runs until
 interrupted; restart it for a fresh episode.
+
+``remote_schedule`` (:class:`RemoteSchedule`, ``--remote-schedule FILE``) scripts the wireless
+remote: each state's ``wireless_remote`` bytes hold the sticks and keys of the schedule's latest
+entry at that time (seconds since the first command), so runs with changing remote commands
+need no human.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from deploy.clock import Rate, realtime_scheduling
 from deploy.robots.base import SpawnedServer
 from deploy.robots.mujoco import MujocoSim, SimConfig
-from deploy.robots.unitree import LOWCMD, LOWSTATE, MotorMap, command_from, low_state, participant
+from deploy.robots.unitree import (LOWCMD, LOWSTATE, MotorMap, command_from, encode_remote, low_state,
+                                   participant)
+
+
+@dataclass
+class RemoteSchedule:
+    """Scripted remote input: entries ``{"t": s, "lx": .., "ly": .., "rx": .., "ry": ..,
+    "keys": [names]}`` (sticks -1..1, default 0) in increasing ``t``; each holds until the next."""
+
+    times: list[float]
+    remotes: list[list[int]]   # wireless_remote bytes per entry
+
+    @classmethod
+    def from_entries(cls, entries: Any, where: str = "remote schedule") -> "RemoteSchedule":
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"{where}: expected a non-empty list of {{t, lx, ly, rx, ry, keys}}")
+        times, remotes = [], []
+        for i, e in enumerate(entries):
+            field = f"{where}: entry {i}"
+            if not isinstance(e, dict) or "t" not in e:
+                raise ValueError(f"{field}: expected a mapping with a time t, got {e!r}")
+            unknown = set(e) - {"t", "lx", "ly", "rx", "ry", "keys"}
+            if unknown:
+                raise ValueError(f"{field}: unknown field {sorted(unknown)[0]!r}")
+            try:
+                t = float(e["t"])
+                sticks = {k: float(e.get(k, 0.0)) for k in ("lx", "ly", "rx", "ry")}
+            except (TypeError, ValueError):
+                raise ValueError(f"{field}: t and the sticks must be numbers") from None
+            bad = [k for k, v in sticks.items() if not -1.0 <= v <= 1.0]
+            if bad or not math.isfinite(t) or (times and t < times[-1]):
+                raise ValueError(f"{field}: " + (f"{bad[0]} must be in [-1, 1]" if bad else
+                                                 "t must be finite and not before the previous entry's"))
+            try:
+                remotes.append(encode_remote(**sticks, keys=tuple(e.get("keys", ()))))
+            except ValueError as exc:
+                raise ValueError(f"{field}: {exc}") from None
+            times.append(t)
+        return cls(times, remotes)
+
+    @classmethod
+    def load(cls, path: str) -> "RemoteSchedule":
+        """From a JSON or YAML file (a list, or ``{"schedule": [...]}``)."""
+        import yaml
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"remote schedule {path}: {exc}") from None
+        if isinstance(data, dict) and "schedule" in data:
+            data = data["schedule"]
+        return cls.from_entries(data, f"remote schedule {path}")
+
+    def at(self, t: float) -> list[int]:
+        """The wireless_remote bytes at ``t`` seconds (the centre before the first entry)."""
+        i = bisect.bisect_right(self.times, t) - 1
+        return self.remotes[i] if i >= 0 else encode_remote()
 
 
 @dataclass
@@ -36,9 +99,11 @@ class TwinStats:
 
 def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, robot: str | None = None,
                   ready: Any = None, command_timeout: float = 0.25, rt_priority: int | None = None,
-                  stop: Callable[[], bool] = lambda: False, max_catch_up: int = 25) -> TwinStats:
+                  stop: Callable[[], bool] = lambda: False, max_catch_up: int = 25,
+                  remote_schedule: RemoteSchedule | None = None) -> TwinStats:
     """Runs the MuJoCo robot ``sim_config`` on DDS ``domain`` over ``iface`` until ``stop()``
-    or Ctrl-C. ``ready``: a connection that receives the family name once publishing."""
+    or Ctrl-C. ``ready``: a connection that receives the family name once publishing;
+    ``remote_schedule``: the scripted wireless remote."""
     from cyclonedds.internal import InvalidSample
     from cyclonedds.pub import DataWriter
     from cyclonedds.qos import Policy, Qos
@@ -54,7 +119,7 @@ def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, rob
     if ready is not None:
         ready.send(mm.family.name)
     rate = Rate(sim.dt)
-    last_command, damped = None, False
+    last_command, damped, first_command = None, False, None
     try:
         with realtime_scheduling(rt_priority):
             while not stop():
@@ -69,13 +134,16 @@ def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, rob
                         continue
                     stats.commands += 1
                     last_command, damped = rate.elapsed(), False
+                    first_command = last_command if first_command is None else first_command
                 if last_command is not None and not damped and rate.elapsed() - last_command > command_timeout:
                     sim.damp()
                     damped = True
                     stats.damped += 1
                 sim.step(min(due, max_catch_up))
                 s = sim.sample()
-                writer.write(low_state(s.fields, mm, round(sim.time * 1000)))
+                remote = (remote_schedule.at(rate.elapsed() - first_command)
+                          if remote_schedule is not None and first_command is not None else None)
+                writer.write(low_state(s.fields, mm, round(sim.time * 1000), remote=remote))
                 stats.states += 1
     except KeyboardInterrupt:
         pass
@@ -86,9 +154,11 @@ class TwinProcess(SpawnedServer):
     """The twin in its own (spawned) process; a context manager."""
 
     def __init__(self, sim_config: SimConfig, domain: int, iface: str = "lo", robot: str | None = None,
-                 timeout: float = 60.0, command_timeout: float = 0.25):
+                 timeout: float = 60.0, command_timeout: float = 0.25,
+                 remote_schedule: RemoteSchedule | None = None):
         super().__init__(serve_unitree, {"sim_config": sim_config, "iface": iface, "domain": domain,
-                                         "robot": robot, "command_timeout": command_timeout},
+                                         "robot": robot, "command_timeout": command_timeout,
+                                         "remote_schedule": remote_schedule},
                          "unitree twin", timeout)
         self.family: str = self.ready_value
         self.uri = f"unitree://{iface}?domain={domain}"

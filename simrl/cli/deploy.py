@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import deploy
+from deploy.commands import CommandScale, make_command_source
 from deploy.robots.base import RobotLost
 from deploy.robots.udp import Faults, load_key
 from simrl.cli import command, parse
@@ -49,7 +50,10 @@ class DeployArgs:
     duration: float = 10.0               # seconds
     log: str | None = None               # real log to write, never over an existing file (default: CHECKPOINT/real_logs/deploy-TIME.mcap)
     lockstep: bool = False               # mujoco robot only: step in lockstep, faster than real time
-    command: tuple[float, ...] | None = None  # task command, e.g. Go1: vx vy yaw_rate (default: drawn with --seed)
+    command: tuple[float, ...] | None = None  # task command, e.g. Go1: vx vy yaw_rate (default: drawn with --seed; with --command-source keyboard: the start)
+    command_source: Literal["fixed", "remote", "keyboard"] = "fixed"  # fixed: --command; remote: the robot's wireless remote (unitree://, vx = ly, vy = -lx, yaw = -rx; select: e-stop); keyboard: w/s a/d q/e, space stops
+    command_scale: tuple[float, float, float] = (1.0, 0.5, 1.0)  # remote/keyboard: the largest vx (m/s), vy (m/s), yaw rate (rad/s)
+    command_step: float = 0.1            # keyboard: command change per key press
     seed: int = 0                        # random seed (commands, the mujoco robot)
     zero_torque: float = 0.0             # seconds of zero torque before the soft start (unitree_rl_gym's deploy_real start-up)
     soft_start: float = 1.0              # seconds to the default pose
@@ -106,6 +110,7 @@ class RobotServerArgs:
     seed: int = 0                        # random seed
     command_timeout: float = 0.25        # the robot damps itself after this long without commands (s)
     rt_priority: int | None = None       # SCHED_FIFO priority of the physics loop
+    remote_schedule: str | None = None   # unitree: scripted wireless-remote input (JSON/YAML list of {t, lx, ly, rx, ry, keys}; t in s from the first command)
 
     def validate(self) -> None:
         if not 0 <= self.port < 65536:
@@ -115,6 +120,8 @@ class RobotServerArgs:
             raise ValueError(f"--domain: must be a DDS domain id in 0-232, got {self.domain}")
         if self.protocol == "unitree" and self.key_file:
             raise ValueError("--key-file: applies to --protocol udp (DDS has no link key)")
+        if self.remote_schedule and self.protocol != "unitree":
+            raise ValueError("--remote-schedule: applies to --protocol unitree")
 
 
 def _log_path(args: DeployArgs, ckpt: Path) -> Path:
@@ -145,6 +152,8 @@ def run_deploy(argv: list[str]) -> int:
                                   command=tuple(args.command) if args.command else None,
                                   end_on_termination=args.end_on_termination,
                                   rt_priority=args.rt_priority, safety=safety)
+    commands = make_command_source(args.command_source, CommandScale(*args.command_scale),
+                                   args.command_step, args.command)
     faults = Faults(args.link_loss, args.link_delay, args.link_delay_packets, args.link_seed,
                     args.link_latency)
     key = load_key(args.key_file) if args.key_file else None
@@ -156,7 +165,8 @@ def run_deploy(argv: list[str]) -> int:
         report = deploy.run(ckpt, args.robot, args.duration, log, perturb=args.perturb, config=config,
                             faults=faults if faults.active else None, key=key,
                             connect_timeout=args.connect_timeout,
-                            camera=(args.camera, args.camera_calib) if args.camera else None)
+                            camera=(args.camera, args.camera_calib) if args.camera else None,
+                            commands=commands)
     except RobotLost as exc:  # never connected, or the link died before the loop ran
         print(f"simrl deploy: error: {exc}", file=sys.stderr)
         return ROBOT_LOST_EXIT
@@ -202,7 +212,7 @@ def run_robot_server(argv: list[str]) -> int:
 def _serve_unitree(args: RobotServerArgs, cfg) -> int:
     """``--protocol unitree``: the MuJoCo twin on DDS until Ctrl-C / SIGTERM."""
     from deploy.robots.unitree import MotorMap, dds_config
-    from deploy.robots.unitree_server import serve_unitree
+    from deploy.robots.unitree_server import RemoteSchedule, serve_unitree
     from envs.tasks import task_from_spec
 
     dds_config(args.interface)  # a bad interface name: one line
@@ -212,7 +222,9 @@ def _serve_unitree(args: RobotServerArgs, cfg) -> int:
     print(f"robot server: {cfg.name} as a Unitree SDK 2 robot ({family}) on "
           f"unitree://{args.interface}?domain={args.domain} (rt/lowstate, rt/lowcmd; Ctrl-C to stop)",
           flush=True)
+    schedule = RemoteSchedule.load(args.remote_schedule) if args.remote_schedule else None
     stats = serve_unitree(cfg, args.interface, args.domain, args.robot,
-                          command_timeout=args.command_timeout, rt_priority=args.rt_priority)
+                          command_timeout=args.command_timeout, rt_priority=args.rt_priority,
+                          remote_schedule=schedule)
     print(f"robot server: {stats.summary()}", flush=True)
     return 0
