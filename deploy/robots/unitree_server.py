@@ -91,10 +91,14 @@ class TwinStats:
     commands: int = 0
     rejected: int = 0
     damped: int = 0           # times the robot damped itself (no commands)
+    held_s: float = 0.0       # simulated seconds under position commands (kp > 0), before any damping
+    min_base_height: float = math.inf  # the root body's lowest height (m) during held_s
 
     def summary(self) -> str:
+        held = (f"; base height at least {self.min_base_height:.3f} m over {self.held_s:.1f} s of "
+                f"position commands" if self.held_s else "")
         return (f"{self.states} states sent, {self.commands} commands applied, {self.rejected} "
-                f"rejected (bad CRC or values), damped itself {self.damped} times")
+                f"rejected (bad CRC or values), damped itself {self.damped} times{held}")
 
 
 def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, robot: str | None = None,
@@ -120,6 +124,7 @@ def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, rob
         ready.send(mm.family.name)
     rate = Rate(sim.dt)
     last_command, damped, first_command = None, False, None
+    holding = ever_damped = False  # under position commands; damped at some point
     try:
         with realtime_scheduling(rt_priority):
             while not stop():
@@ -128,19 +133,26 @@ def serve_unitree(sim_config: SimConfig, iface: str = "lo", domain: int = 0, rob
                     if isinstance(msg, InvalidSample):
                         continue
                     try:
-                        sim.submit(command_from(msg, mm))
+                        command = command_from(msg, mm)
+                        sim.submit(command)
                     except ValueError:
                         stats.rejected += 1
                         continue
+                    holding = bool(command.kp.any())
+                    ever_damped |= not holding
                     stats.commands += 1
                     last_command, damped = rate.elapsed(), False
                     first_command = last_command if first_command is None else first_command
                 if last_command is not None and not damped and rate.elapsed() - last_command > command_timeout:
                     sim.damp()
-                    damped = True
+                    damped = ever_damped = True
                     stats.damped += 1
-                sim.step(min(due, max_catch_up))
+                steps = min(due, max_catch_up)
+                sim.step(steps)
                 s = sim.sample()
+                if holding and not ever_damped and "base_pos" in s.fields:
+                    stats.held_s += steps * sim.dt
+                    stats.min_base_height = min(stats.min_base_height, float(s.fields["base_pos"][2]))
                 remote = (remote_schedule.at(rate.elapsed() - first_command)
                           if remote_schedule is not None and first_command is not None else None)
                 writer.write(low_state(s.fields, mm, round(sim.time * 1000), remote=remote))
