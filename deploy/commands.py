@@ -132,6 +132,8 @@ def make_command_source(kind: str, scale: CommandScale = CommandScale(), step: f
     """The source ``kind`` (:data:`SOURCES`); None for ``fixed`` (the runtime's --command)."""
     if kind not in SOURCES:
         raise ValueError(f"--command-source: {kind!r}, expected one of {', '.join(SOURCES)}")
+    if kind != "fixed" and start is not None and len(start) != 3:
+        raise ValueError(f"--command: {kind} commands are velocities (vx, vy, yaw rate), got {len(start)} values")
     if kind == "remote":
         return RemoteCommands(scale)
     if kind == "keyboard":
