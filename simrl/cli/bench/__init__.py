@@ -21,6 +21,7 @@ BENCHES = {
     "rank": "checkpoint ranking (VSDR vs sim-only vs OOD-only) against returns on a reality proxy; scoring speed",
     "dream": "dream-to-real return of PPO in dropout, no-dropout and mask-averaged world-model dreams",
     "deploy": "onnxruntime vs torch inference latency; control-loop jitter against the UDP robot server",
+    "reach": "panda-reach goals on a Franka arm (franky-sim) through libfranka: success, final error, 1 kHz loop",
 }
 
 
