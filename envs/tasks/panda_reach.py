@@ -155,6 +155,10 @@ class PandaReach(Task):
         ctrl[:, :7] = target
         return ctrl
 
+    def goal_marker(self, rs: RobotState) -> np.ndarray:
+        """Where videos draw the goal: (n, 3) world positions (the base sits at the origin)."""
+        return rs.command
+
     def goal_distance(self, rs: RobotState) -> np.ndarray:
         return np.linalg.norm(rs.extras["ee_pos"] - rs.command, axis=1)
 

@@ -32,8 +32,8 @@ class Config:
     checkpoint: str                           # a panda-reach checkpoint (with policy.onnx: simrl export)
     robot: str | None = None                  # franka://HOST[?...]; default: franky-sim started on a loopback address
     goals: int = 20                           # goals, one deploy run each
-    seconds: float = 4.0                      # policy seconds per goal (the task's episode: 4 s)
-    soft_start: float = 1.5                   # seconds of soft start to the task's start pose before each goal
+    seconds: float = 6.0                      # policy seconds (wall) per goal: the task's 4 s episode, plus room for a simulator slower than real time
+    soft_start: float = 3.0                   # seconds of soft start to the task's start pose before each goal
     seed: int = 0                             # goal draw
     logs: str = "runs/bench_reach/logs"       # MCAP logs, one per goal (must not exist yet)
     rank_out: str | None = None               # run simrl rank on the logs into this directory
