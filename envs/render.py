@@ -131,8 +131,8 @@ class FrameRenderer:
             if scene.ngeom >= scene.maxgeom:
                 break
             mujoco.mjv_initGeom(scene.geoms[scene.ngeom], int(mujoco.mjtGeom.mjGEOM_SPHERE),
-                                np.full(3, 0.02), np.asarray(pos, dtype=np.float64), np.eye(3).ravel(),
-                                np.array([1.0, 0.1, 0.1, 0.6], dtype=np.float32))
+                                np.full(3, 0.03), np.asarray(pos, dtype=np.float64), np.eye(3).ravel(),
+                                np.array([1.0, 0.1, 0.1, 0.8], dtype=np.float32))
             scene.ngeom += 1
         return self.renderer.render()
 

@@ -122,6 +122,13 @@ def run(args: Config) -> int:
         "success_distance_m": task.cfg.success_distance,
         "final_error_cm": {"mean": float(err.mean() * 100), "median": float(np.median(err) * 100),
                            "max": float(err.max() * 100)},
+        # runs the safety layer ended early (a stalled link: stale_data, robot_lost) count as misses
+        # above; here the policy's own record over the runs that ran to the end
+        "completed_runs": int(sum(r["stop_reason"] is None for r in rows)),
+        "success_rate_completed": float(np.mean([r["success"] for r in rows if r["stop_reason"] is None]))
+        if any(r["stop_reason"] is None for r in rows) else None,
+        "final_error_cm_completed_mean": float(np.mean([r["final_error_m"] for r in rows if r["stop_reason"] is None]) * 100)
+        if any(r["stop_reason"] is None for r in rows) else None,
         "time_to_reach_s": {"median": float(np.median(reached)), "max": float(np.max(reached))} if reached else None,
         "libfranka_period_ms": {"p50": float(np.percentile(durations, 50)), "p99": float(np.percentile(durations, 99)),
                                 "max": float(durations.max()), "share_above_1ms": float(np.mean(durations > 1.0 + 1e-6))},
@@ -136,6 +143,9 @@ def run(args: Config) -> int:
     print(f"{summary['goals']} goals: success {summary['success_rate'] * 100:.0f} % (final error < "
           f"{task.cfg.success_distance * 100:g} cm), final error mean {summary['final_error_cm']['mean']:.2f} cm, "
           f"median {summary['final_error_cm']['median']:.2f} cm, max {summary['final_error_cm']['max']:.2f} cm")
+    if summary["completed_runs"] < len(rows):
+        print(f"  {len(rows) - summary['completed_runs']} run(s) ended by a safety stop ({', '.join(summary['stops'])}); "
+              f"over the {summary['completed_runs']} others: success {(summary['success_rate_completed'] or 0) * 100:.0f} %")
     p = summary["libfranka_period_ms"]
     print(f"1 kHz loop: {summary['cycles']} cycles, {summary['wall_rate_hz_mean']:.0f} Hz of wall time, "
           f"{summary['robot_time_per_wall_s_mean']:.2f} s robot time per wall s, libfranka period p50 "
