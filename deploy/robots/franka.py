@@ -347,12 +347,11 @@ class FrankaRobot:
         if msg:
             (warn or (lambda m: print(f"franka: {m}", file=sys.stderr, flush=True)))(msg)
         self.impedance, source = joint_impedance(addr, spec or {})
-        print(f"franka: joint impedance {'not set, ' if self.impedance is None else list(self.impedance)} "
-              f"{'' if self.impedance is None else 'Nm/rad from '}{source}", file=sys.stderr, flush=True)
         # what the run's log metadata records about this back-end (Runtime reads ``notes``)
         self.notes = {"limits": msg or f"the checkpoint's joint ranges lie within the {limits.name.upper()}'s",
                       "joint_impedance": (f"{list(self.impedance)} Nm/rad from {source}" if self.impedance
                                           else f"not set: {source}")}
+        print(f"franka: joint impedance {self.notes['joint_impedance']}", file=sys.stderr, flush=True)
         self.stats = LinkStats()
         self._data = mujoco.MjData(arm.model)
         self._lock = threading.Lock()

@@ -16,8 +16,6 @@ ends within ``success_distance`` of the goal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
-
 import mujoco
 import numpy as np
 
@@ -52,7 +50,6 @@ class PandaReachConfig(TaskConfig):
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "damping": (0.5, 2.0), "armature": (0.5, 2.0), "kp": (0.5, 1.3), "latency": (0, 2),
         "obs_noise": (0.0, 1.0)})
-    range_fields: ClassVar[tuple[str, ...]] = ()
 
     def validate(self) -> None:
         super().validate()
@@ -83,7 +80,8 @@ class PandaReach(Task):
         m = self.model
         ids = [m.joint(j).id for j in ARM_JOINTS]
         self.arm_qpos, self.arm_qvel = m.jnt_qposadr[ids].copy(), m.jnt_dofadr[ids].copy()
-        rng = m.jnt_range[ids].T
+        limited = m.jnt_limited[ids].astype(bool)
+        rng = np.where(limited[:, None], m.jnt_range[ids], (-np.inf, np.inf)).T
         self.target_low = np.maximum(np.asarray(config.target_low, dtype=np.float64), rng[0])
         self.target_high = np.minimum(np.asarray(config.target_high, dtype=np.float64), rng[1])
         self.home = np.clip(np.array(HOME), self.target_low, self.target_high)
