@@ -259,3 +259,32 @@ def test_scripted_reacher_reaches_a_goal_on_franky_sim(verbose_sim, tmp_path):
     # reached: within the task's success distance (franky-sim runs slower than real time under
     # load, so how soon varies; the policy then holds the pose)
     assert err[0] > 0.1 and min(err) < task.cfg.success_distance, (err[0], min(err), err[-1])
+
+
+def test_bench_reach_measures_on_the_robot_and_logs(tmp_path, capsys):
+    """``simrl bench reach`` end to end on its own franky-sim, with one goal and an untrained
+    panda-reach checkpoint (what it measures, not how well: that is the benchmark's job)."""
+    import json
+    from policies.export import export
+    from simrl.cli import main
+    from test_export import trained_like_checkpoint
+    ckpt = trained_like_checkpoint(tmp_path / "reach", "panda-reach", out_gain=0.5)
+    export(ckpt, "onnx")
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "0"]) == 2
+    assert "goals: must be >= 1" in capsys.readouterr().err
+    out, logs = tmp_path / "bench.json", tmp_path / "logs"
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "1", "--seconds", "1", "--soft-start", "0.5",
+                 "--logs", str(logs), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    row = r["goals"][0]
+    assert r["summary"]["goals"] == 1 and row["stop_reason"] is None and row["policy_steps"] > 5
+    goal = np.array(row["goal"])
+    assert np.all(goal >= (0.35, -0.25, 0.2)) and np.all(goal <= (0.65, 0.25, 0.5))
+    assert row["ee_pos_logged_vs_fk_m"] < 1e-9 and 0 < row["final_error_m"] < 1.0
+    assert row["success"] == (row["final_error_m"] < 0.03)
+    assert r["summary"]["cycles"] > 100 and r["summary"]["libfranka_period_ms"]["p50"] >= 1.0
+    assert len(r["machine"]["load_average_at_start"]) == 3
+    assert read_log(logs / "goal_00.mcap").end["stop_reason"] == "none"
+    capsys.readouterr()
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "1", "--logs", str(logs)]) == 2
+    assert "not empty" in capsys.readouterr().err  # logs are never overwritten

@@ -39,6 +39,12 @@ class Config:
     rank_out: str | None = None               # run simrl rank on the logs into this directory
     json: str | None = None                   # also write the results to this JSON file
 
+    def validate(self) -> None:
+        from simrl.core.config import require
+        require(self.goals >= 1, "goals", f"must be >= 1, got {self.goals}")
+        require(self.seconds > 0, "seconds", f"must be > 0, got {self.seconds}")
+        require(self.soft_start >= 0, "soft_start", f"must be >= 0, got {self.soft_start}")
+
 
 def _ee(task, q: np.ndarray) -> np.ndarray:
     import mujoco
