@@ -195,7 +195,8 @@ class Runtime:
         recorder, steps = None, [0]
         if log_path is not None:  # before connecting: nothing slow between connect and loop
             meta = log_meta(self.spec, self.task.observation_names, self.robot.name, self.robot.source, policy_id(self.checkpoint),
-                            {"checkpoint": str(Path(self.checkpoint).resolve())})
+                            {"checkpoint": str(Path(self.checkpoint).resolve()),
+                             **getattr(self.robot, "notes", {})})  # what the back-end says of itself
             recorder = Recorder(log_path, meta, threaded=self.cfg.realtime)
         self._stopped = False
         estop = threading.Event()

@@ -53,6 +53,7 @@ ASSETS = {
     "go1-menagerie": (_envpool_root, "mujoco_menagerie/unitree_go1/scene.xml"),
     "panda-cube": (_envpool_root, "mujoco_menagerie/franka_emika_panda/mjx_single_cube.xml"),
     "g1-menagerie": (_humanoid_root, "mujoco_menagerie/unitree_g1/scene.xml"),
+    "panda": (_envpool_root, "mujoco_menagerie/franka_emika_panda/mjx_scene.xml"),
     "hopper": (_gymnasium_root, "hopper.xml"),
     "halfcheetah": (_gymnasium_root, "half_cheetah.xml"),
     "walker2d": (_gymnasium_root, "walker2d_v5.xml"),

@@ -120,11 +120,20 @@ class FrameRenderer:
             cam.distance = 1.2 * float(model.stat.extent)
         self.camera = cam
 
-    def frame(self, qpos: np.ndarray) -> np.ndarray:
-        """(height, width, 3) uint8 RGB image of the model at ``qpos``."""
+    def frame(self, qpos: np.ndarray, markers: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """(height, width, 3) uint8 RGB image of the model at ``qpos``; ``markers``: world
+        positions drawn as small translucent red spheres (a task's goal)."""
         self.data.qpos[:] = qpos
         mujoco.mj_forward(self.model, self.data)
         self.renderer.update_scene(self.data, self.camera)
+        scene = self.renderer.scene
+        for pos in markers:
+            if scene.ngeom >= scene.maxgeom:
+                break
+            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], int(mujoco.mjtGeom.mjGEOM_SPHERE),
+                                np.full(3, 0.03), np.asarray(pos, dtype=np.float64), np.eye(3).ravel(),
+                                np.array([1.0, 0.1, 0.1, 0.8], dtype=np.float32))
+            scene.ngeom += 1
         return self.renderer.render()
 
     def close(self) -> None:

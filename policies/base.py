@@ -65,18 +65,13 @@ class Go1TrotGait:
         return np.clip(offsets.reshape(rs.n, 12) / self.action_scale, -1.0, 1.0)
 
 
-class PandaPushController:
-    """A scripted pusher for ``panda-push``: go behind the cube, lower, push towards the goal.
+class PandaIK:
+    """Differential inverse kinematics for the Panda: damped least squares on the gripper
+    site's 6-D Jacobian, keeping the hand pointing down, turn the Cartesian target of
+    :meth:`cartesian_target` (per world) into joint-target deltas in policy units."""
 
-    Differential inverse kinematics (damped least squares on the gripper site's 6-D Jacobian,
-    keeping the hand pointing down) turn a Cartesian target into joint-target deltas. It is
-    deliberately simple: it pushes through the cube's centre without correcting the cube's
-    rotation or overshoot, so it often ends a few centimetres off the goal.
-    """
-
-    def __init__(self, model, target_delta: float = 0.05, behind: float = 0.07,
-                 hover_height: float = 0.12, push_height: float = 0.035, gain: float = 0.5,
-                 damping: float = 0.05):
+    def __init__(self, model, target_delta: float = 0.05, gain: float = 0.5, damping: float = 0.05,
+                 max_step: float = 0.03):
         import mujoco
         self._mj = mujoco
         self.model = model
@@ -84,12 +79,50 @@ class PandaPushController:
         self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "gripper")
         self.arm_qpos = np.array([model.joint(f"joint{i}").qposadr[0] for i in range(1, 8)])
         self.arm_dof = np.array([model.joint(f"joint{i}").dofadr[0] for i in range(1, 8)])
-        self.target_delta, self.behind = target_delta, behind
-        self.hover, self.push_z, self.gain, self.damping = hover_height, push_height, gain, damping
+        self.target_delta, self.gain, self.damping, self.max_step = target_delta, gain, damping, max_step
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
 
-    def cartesian_target(self, ee: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def cartesian_target(self, rs: RobotState, i: int, ee: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, rs: RobotState) -> np.ndarray:
+        mj, m, d = self._mj, self.model, self.data
+        actions = np.zeros((rs.n, 7))
+        for i in range(rs.n):  # forward kinematics needs one MjData call per world
+            d.qpos[self.arm_qpos] = rs.joint_pos[i]
+            mj.mj_kinematics(m, d)
+            mj.mj_comPos(m, d)
+            ee = d.site_xpos[self.site].copy()
+            target = self.cartesian_target(rs, i, ee)
+            mj.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
+            jac = np.vstack([self._jacp[:, self.arm_dof], self._jacr[:, self.arm_dof]])
+            pos_err = np.clip(self.gain * (target - ee), -self.max_step, self.max_step)
+            z_axis = d.site_xmat[self.site].reshape(3, 3)[:, 2]
+            rot_err = 0.5 * np.cross(z_axis, np.array([0.0, 0.0, -1.0]))  # keep the hand pointing down
+            err = np.concatenate([pos_err, rot_err])
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping ** 2 * np.eye(6), err)
+            actions[i] = dq / self.target_delta  # integrate into the joint target
+        return np.clip(actions, -1.0, 1.0)
+
+
+class PandaPushController(PandaIK):
+    """A scripted pusher for ``panda-push``: go behind the cube, lower, push towards the goal.
+
+    It is deliberately simple: it pushes through the cube's centre without correcting the cube's
+    rotation or overshoot, so it often ends a few centimetres off the goal.
+    """
+
+    def __init__(self, model, target_delta: float = 0.05, behind: float = 0.07,
+                 hover_height: float = 0.12, push_height: float = 0.035, gain: float = 0.5,
+                 damping: float = 0.05):
+        super().__init__(model, target_delta, gain, damping)
+        self.behind, self.hover, self.push_z = behind, hover_height, push_height
+
+    def cartesian_target(self, rs: RobotState, i: int, ee: np.ndarray) -> np.ndarray:
+        return self.pusher_target(ee[None], rs.extras["object_pos"][i:i + 1], rs.command[i:i + 1])[0]
+
+    def pusher_target(self, ee: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Where the gripper should go next, for each world (vectorized).
 
         Low and lined up behind the cube: push through it towards the goal. Near the spot
@@ -111,32 +144,20 @@ class PandaPushController:
         target[:, 2] = np.where(pushing | near_behind, self.push_z, self.hover)
         return target
 
-    def __call__(self, rs: RobotState) -> np.ndarray:
-        mj, m, d = self._mj, self.model, self.data
-        cube, goal = rs.extras["object_pos"], rs.command
-        actions = np.zeros((rs.n, 7))
-        for i in range(rs.n):  # forward kinematics needs one MjData call per world
-            d.qpos[self.arm_qpos] = rs.joint_pos[i]
-            mj.mj_kinematics(m, d)
-            mj.mj_comPos(m, d)
-            ee = d.site_xpos[self.site].copy()
-            target = self.cartesian_target(ee[None], cube[i:i + 1], goal[i:i + 1])[0]
-            mj.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
-            jac = np.vstack([self._jacp[:, self.arm_dof], self._jacr[:, self.arm_dof]])
-            pos_err = np.clip(self.gain * (target - ee), -0.03, 0.03)
-            z_axis = d.site_xmat[self.site].reshape(3, 3)[:, 2]
-            rot_err = 0.5 * np.cross(z_axis, np.array([0.0, 0.0, -1.0]))  # keep the hand pointing down
-            err = np.concatenate([pos_err, rot_err])
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping ** 2 * np.eye(6), err)
-            actions[i] = dq / self.target_delta  # integrate into the joint target
-        return np.clip(actions, -1.0, 1.0)
+
+class PandaReachController(PandaIK):
+    """A scripted reacher for ``panda-reach``: the end effector straight to the goal (the
+    task's command) by differential IK, the hand pointing down."""
+
+    def cartesian_target(self, rs: RobotState, i: int, ee: np.ndarray) -> np.ndarray:
+        return rs.command[i]
 
 
-SCRIPTED = {"go1-velocity": ("stand", "trot"), "panda-push": ("pusher",)}
+SCRIPTED = {"go1-velocity": ("stand", "trot"), "panda-push": ("pusher",), "panda-reach": ("reacher",)}
 
 
 def make_scripted(name: str, task) -> Callable[[RobotState], np.ndarray]:
-    """The scripted controller ``name`` (stand, trot, pusher) for ``task``; ValueError when it
+    """The scripted controller ``name`` (stand, trot, pusher, reacher) for ``task``; ValueError when it
     does not drive that task."""
     allowed = SCRIPTED.get(task.name, ())
     if name not in allowed:
@@ -146,4 +167,6 @@ def make_scripted(name: str, task) -> Callable[[RobotState], np.ndarray]:
         return StandController(task.action_size)
     if name == "trot":
         return Go1TrotGait(control_dt=task.cfg.control_dt, action_scale=task.cfg.action_scale)
+    if name == "reacher":
+        return PandaReachController(task.model, target_delta=task.cfg.target_delta)
     return PandaPushController(task.model, target_delta=task.cfg.target_delta)

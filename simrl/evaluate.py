@@ -198,7 +198,9 @@ def record_videos(policy: Callable[[Any], Any], task: Any, out_dir: Any, episode
                     lines.append(f"command {fmt(rs.command[0])}")
                 lines.append(f"return {float(base.ep_return[0]):.2f}")
                 lines.append("success " + ("-" if success is None else ("yes" if success else "no")))
-                writer.write(draw_overlay(renderer.frame(base.state[0, base._qpos]), lines))
+                marker = getattr(task, "goal_marker", None)  # a task's goal drawn in the scene
+                markers = () if marker is None else marker(rs)[:1]
+                writer.write(draw_overlay(renderer.frame(base.state[0, base._qpos], markers), lines))
 
             with Mp4Writer(path, fps, config.width, config.height) as writer, torch.inference_mode():
                 obs = env.reset()

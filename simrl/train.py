@@ -52,7 +52,7 @@ class TrainConfig:
     algo: str = "ppo"                    # algorithm name (simrl.algos.ALGORITHMS)
     dr: str = "none"                     # none | uniform | doraemon (entropy-maximizing, adapts to the policy's success) | JSON file (distribution or {param: [lo, hi]})
     robust: str = "none"                 # none | hinf (adversarial disturber pushes the base under an H-infinity constraint; PPO only)
-    residual: str = ""                   # residual RL on a frozen base: stand | trot (go1) | pusher (panda) | checkpoint directory | SB3 .zip; empty: none
+    residual: str = ""                   # residual RL on a frozen base: stand | trot (go1) | pusher (panda-push) | reacher (panda-reach) | checkpoint directory | SB3 .zip; empty: none
     residual_scale: float = 0.2          # action = base + residual_scale * residual
     num_envs: int = 64                   # parallel worlds
     steps: int = 3_000_000               # total env steps (all worlds together)

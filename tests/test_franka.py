@@ -7,9 +7,6 @@ franky-sim), which CI installs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,50 +16,21 @@ import pytest
 
 from deploy.robots import RobotOptions, make_robot
 from deploy.robots.base import RUN, Command
-from deploy.robots.franka import FR3, JointTracker, parse_uri, trajectory_derivatives
+from deploy.robots.franka import FR3, JointTracker, joint_impedance, parse_uri, trajectory_derivatives
+from deploy.robots.franka_sim import FrankySim, free_loopback
 from simrl.core.logs import read_log
 
 pytest.importorskip("pylibfranka")
 pytest.importorskip("franky_sim")
 
 PUSH_SPEC = {"task": "panda-push", "task_config": {}}
-
-
-def _free_loopback() -> str:
-    """A loopback address of this test process (franky-sim binds fixed ports per address)."""
-    return f"127.0.{(os.getpid() % 200) + 20}.{np.random.default_rng().integers(2, 250)}"
-
-
-class FrankySim:
-    """franky-sim (MuJoCo) on ``host``, started and torn down by the tests."""
-
-    def __init__(self, host: str, timeout: float = 30.0):
-        self.host = host
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "franky_sim.run_server", "-s", "mujoco", "--hostname", host],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        lines: list[str] = []
-        found = threading.Event()
-
-        def pump() -> None:
-            for line in self.proc.stdout:
-                lines.append(line)
-                if "Connect to the server" in line:
-                    found.set()
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(timeout):
-            self.kill()
-            raise RuntimeError(f"franky-sim did not start on {host} within {timeout} s: {''.join(lines)}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+REACH_SPEC = {"task": "panda-reach", "task_config": {},
+              "pd_gains": {"kp": [1000, 1000, 750, 750, 300, 300, 300], "kd": [20, 20, 4, 4, 2, 2, 2]}}
 
 
 @pytest.fixture
 def sim():
-    s = FrankySim(_free_loopback())
+    s = FrankySim(free_loopback())
     yield s
     s.kill()
 
@@ -110,6 +78,34 @@ def test_refuses_a_checkpoint_beyond_the_fr3_limits_when_asked():
         make_robot("franka://127.0.0.1?limits=refuse", PUSH_SPEC)
     with pytest.raises(ValueError, match="lockstep"):
         make_robot("franka://127.0.0.1", PUSH_SPEC, RobotOptions(realtime=False))
+
+
+def test_limits_check_names_the_joint_the_policy_could_send_out_of_range():
+    robot = make_robot("franka://127.0.0.1?limits=refuse", REACH_SPEC)  # panda-reach: within the FR3
+    assert robot.notes["limits"] == "the checkpoint's joint ranges lie within the FR3's"
+    np.testing.assert_allclose(robot.q_low, np.array(FR3.q_min) + 0.02)
+    wide = {**REACH_SPEC, "task_config": {"target_high": [2.6937, 1.7128, 2.8473, -0.05, 2.7565, 3.7025, 2.8473]}}
+    with pytest.raises(ValueError, match=r"1 joint\(s\): joint4 \[-2.9921, -0.0698\] vs fr3 \[-3.0421, -0.1518\]"):
+        make_robot("franka://127.0.0.1?limits=refuse", wide)
+    clamped = make_robot("franka://127.0.0.1", wide, RobotOptions())  # the default clamps, and says so
+    assert "joint4" in clamped.notes["limits"] and "clamped" in clamped.notes["limits"]
+
+
+def test_joint_impedance_from_the_spec_or_the_address():
+    assert parse_uri("franka://h").impedance == "spec"
+    assert parse_uri("franka://h?impedance=robot").impedance == "robot"
+    assert parse_uri("franka://h?impedance=" + ",".join(["500"] * 7)).impedance == (500.0,) * 7
+    for bad, word in (("1,2,3", "7 joint stiffnesses"), ("0,1,1,1,1,1,1", "joint1 stiffness 0"),
+                      ("1,1,1,1,1,1,20000", "joint7 stiffness 20000"), ("stiff", "K1")):
+        with pytest.raises(ValueError, match=word):
+            parse_uri(f"franka://h?impedance={bad}")
+    k, source = joint_impedance(parse_uri("franka://h"), REACH_SPEC)
+    assert k == (1000, 1000, 750, 750, 300, 300, 300) and "spec" in source
+    assert joint_impedance(parse_uri("franka://h?impedance=robot"), REACH_SPEC)[0] is None
+    assert joint_impedance(parse_uri("franka://h?impedance=" + ",".join(["500"] * 7)), REACH_SPEC)[0] == (500.0,) * 7
+    assert joint_impedance(parse_uri("franka://h"), {"pd_gains": None})[0] is None  # no servo gains: the robot's
+    with pytest.raises(ValueError, match="spec.json pd_gains.kp: joint5 stiffness -1"):
+        joint_impedance(parse_uri("franka://h"), {"pd_gains": {"kp": [1, 1, 1, 1, -1, 1, 1]}})
 
 
 def test_tracker_stays_within_the_limits_and_converges():
@@ -220,3 +216,75 @@ def test_an_unreachable_target_is_clamped_into_the_fr3_range(sim, tmp_path):
     t = np.load(trace)
     assert t["q_c"][:, 3].max() <= FR3.q_max[3] - 0.02 + 1e-9
     _check_trace(trace)
+
+
+@pytest.fixture
+def verbose_sim():
+    s = FrankySim(free_loopback(), verbose=True)  # its debug log shows the stiffness it receives
+    yield s
+    s.kill()
+
+
+def test_scripted_reacher_reaches_a_goal_on_franky_sim(verbose_sim, tmp_path):
+    """The whole deploy stack on franky-sim with a train-free policy: a zero residual on the
+    scripted reacher (differential IK) drives panda-reach's end effector to a goal, measured
+    from the arm's joint positions by forward kinematics; the spec's gains reach franky-sim."""
+    import deploy
+    import envs
+    from test_deploy_wrapped import save_untrained
+    from simrl.robust.residual import ResidualTask
+    task = envs.make_task("panda-reach")
+    ckpt = save_untrained(tmp_path / "reacher", ResidualTask(task, "reacher", 0.2))
+    goal = (0.55, 0.12, 0.3)
+    log = tmp_path / "reach.mcap"
+    config = deploy.RuntimeConfig(command=goal, end_on_termination=False, safety=deploy.SafetyConfig(soft_start_s=1.5))
+    sim = verbose_sim
+    report = deploy.run(ckpt, f"franka://{sim.host}", 8.0, log, config=config,
+                        policy=lambda x: np.zeros(7), connect_timeout=20)
+    assert report.stop_reason is None and report.policy_steps > 50, report.summary()
+    real = read_log(log)
+    assert not real.truncated and real.end["stop_reason"] == "none"
+    assert "lie within the FR3's" in real.meta.extra["limits"]
+    assert "[1000.0, 1000.0, 750.0, 750.0, 300.0, 300.0, 300.0] Nm/rad from the checkpoint" in real.meta.extra["joint_impedance"]
+    assert any("Joint stiffness values: [1000.0, 1000.0, 750.0, 750.0, 300.0, 300.0, 300.0]" in line
+               for line in sim.lines)  # what franky-sim received over libfranka's protocol
+    assert real.state["target_clamped"][-1, 0] == 0
+    import mujoco
+    data = mujoco.MjData(task.model)
+    err = []
+    for q in real.state["joint_pos"]:  # the measured joints -> the gripper site, as in training
+        data.qpos[task.arm_qpos] = q
+        mujoco.mj_kinematics(task.model, data)
+        err.append(np.linalg.norm(data.site("gripper").xpos - np.array(goal)))
+    # reached: within the task's success distance (franky-sim runs slower than real time under
+    # load, so how soon varies; the policy then holds the pose)
+    assert err[0] > 0.1 and min(err) < task.cfg.success_distance, (err[0], min(err), err[-1])
+
+
+def test_bench_reach_measures_on_the_robot_and_logs(tmp_path, capsys):
+    """``simrl bench reach`` end to end on its own franky-sim, with one goal and an untrained
+    panda-reach checkpoint (what it measures, not how well: that is the benchmark's job)."""
+    import json
+    from policies.export import export
+    from simrl.cli import main
+    from test_export import trained_like_checkpoint
+    ckpt = trained_like_checkpoint(tmp_path / "reach", "panda-reach", out_gain=0.5)
+    export(ckpt, "onnx")
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "0"]) == 2
+    assert "goals: must be >= 1" in capsys.readouterr().err
+    out, logs = tmp_path / "bench.json", tmp_path / "logs"
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "1", "--seconds", "1", "--soft-start", "0.5",
+                 "--logs", str(logs), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    row = r["goals"][0]
+    assert r["summary"]["goals"] == 1 and row["stop_reason"] is None and row["policy_steps"] > 5
+    goal = np.array(row["goal"])
+    assert np.all(goal >= (0.35, -0.25, 0.2)) and np.all(goal <= (0.65, 0.25, 0.5))
+    assert row["ee_pos_logged_vs_fk_m"] < 1e-9 and 0 < row["final_error_m"] < 1.0
+    assert row["success"] == (row["final_error_m"] < 0.03)
+    assert r["summary"]["cycles"] > 100 and r["summary"]["libfranka_period_ms"]["p50"] >= 1.0
+    assert len(r["machine"]["load_average_at_start"]) == 3
+    assert read_log(logs / "goal_00.mcap").end["stop_reason"] == "none"
+    capsys.readouterr()
+    assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "1", "--logs", str(logs)]) == 2
+    assert "not empty" in capsys.readouterr().err  # logs are never overwritten

@@ -31,7 +31,7 @@ def test_import_envs_registers_every_task_id():
             "print(sorted(t.gym_id for t in envs.TASKS.values() if t.gym_id in gymnasium.registry))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(sorted(["simrl/Go1Velocity-v0", "simrl/G1Stand-v0", "simrl/PandaPush-v0",
+    assert out.stdout.strip() == str(sorted(["simrl/Go1Velocity-v0", "simrl/G1Stand-v0", "simrl/PandaPush-v0", "simrl/PandaReach-v0",
                                              "simrl/Hopper-v0", "simrl/HalfCheetah-v0",
                                              "simrl/Walker2d-v0"]))
 

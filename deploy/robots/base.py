@@ -75,6 +75,8 @@ class Robot(Protocol):
     name: str                     # for the log metadata, e.g. "mujoco:go1-flat"
     source: str                   # real-log source: "robot" or "sim2sim"
     lockstep: bool
+    # optional: ``notes`` (dict[str, str]), what the back-end decided about the checkpoint
+    # (limits, gains), copied into the log's metadata
 
     def connect(self, timeout: float = 60.0) -> StateSample:
         """Starts or reaches the robot; returns its first state."""

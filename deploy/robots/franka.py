@@ -20,14 +20,21 @@ reads half the gripper width). ``?object=X,Y,Z`` adds a fixed ``object_pos`` (an
 ``object_quat``) for tasks that observe an object until a perception source fills it.
 ``target_clamped`` counts the joint targets clamped into the robot's limits so far.
 
-Commands. RUN: the actuator targets of the 7 arm joints (the finger command and the PD gains
-are not sent: the arm's own joint impedance tracks, the gripper is not moved). DAMP (every safe
+Commands. RUN: the actuator targets of the 7 arm joints (the finger command is not sent: the
+gripper is not moved). The arm's own joint-impedance controller tracks them with the stiffness
+``K_theta`` (Nm/rad) set at connect by ``set_joint_impedance``: the checkpoint's actuator gains
+(``pd_gains.kp`` of its spec, what the policy was trained with) unless ``?impedance=`` says
+otherwise (``robot``: leave the arm's own setting; ``K1,...,K7``: these values). Values must lie
+in (0, 10000] Nm/rad; libfranka picks the damping itself. DAMP (every safe
 stop): the tracker brakes to zero velocity within the limits and holds; ``close`` ends the
 motion once the arm is still.
 
-Limits. The checkpoint model's joint ranges are compared with the robot's (:data:`FR3`):
-``?limits=clamp`` (default) clamps every target into the robot's range shrunk by
-``?margin=`` (rad) and says which joints differ; ``?limits=refuse`` refuses such a checkpoint.
+Limits. The range the checkpoint's policy can command (the task's ``target_low`` /
+``target_high`` where it declares them, as ``panda-reach`` does, else its model's joint ranges)
+is compared with the robot's (:data:`FR3`) at start: ``?limits=clamp`` (default) clamps every
+target into the robot's range shrunk by ``?margin=`` (rad) and names the joints that differ (on
+stderr and in the log's metadata, ``limits``); ``?limits=refuse`` refuses such a checkpoint with
+an error naming each joint.
 libfranka's errors (``ControlException`` for reflexes such as ``joint_velocity_violation``,
 ``NetworkException``, ``CommandException``) end the control thread; the runtime's next read
 raises :class:`~deploy.robots.base.RobotLost` with libfranka's message, a safe stop whose
@@ -36,7 +43,7 @@ reason goes into the report and the log. ``?recover=1`` runs libfranka's
 nothing is recovered without it.
 
 URI: ``franka://HOST[?realtime=enforce|ignore&limits=clamp|refuse&margin=RAD&speed=S&gripper=0|1
-&object=X,Y,Z&recover=0|1&trace=FILE.npz]``. ``realtime``: libfranka's real-time check
+&impedance=spec|robot|K1,...,K7&object=X,Y,Z&recover=0|1&trace=FILE.npz]``. ``realtime``: libfranka's real-time check
 (default ``ignore`` on loopback simulators, ``enforce`` otherwise). ``trace``: the 1 kHz
 commands (robot time, duration, q_c, q, dq) saved as npz at close.
 pylibfranka 0.21 speaks the FR3's protocol (libfranka >= 0.10): a Panda on its older system
@@ -159,10 +166,13 @@ class FrankaAddress:
     object_pos: tuple[float, float, float] | None = None
     recover: bool = False
     trace: str | None = None
+    impedance: str | tuple[float, ...] = "spec"  # "spec" | "robot" | 7 stiffnesses (Nm/rad)
 
 
 _USAGE = ("expected franka://HOST[?realtime=enforce|ignore&limits=clamp|refuse&margin=RAD&speed=S"
-          "&gripper=0|1&object=X,Y,Z&recover=0|1&trace=FILE.npz], e.g. franka://172.16.0.2")
+          "&gripper=0|1&impedance=spec|robot|K1,...,K7&object=X,Y,Z&recover=0|1&trace=FILE.npz], "
+          "e.g. franka://172.16.0.2")
+MAX_IMPEDANCE = 10000.0  # Nm/rad: the largest joint stiffness simrl sends
 
 
 def _is_loopback(host: str) -> bool:
@@ -181,7 +191,7 @@ def parse_uri(uri: str) -> FrankaAddress:
     if not host or parts.path not in ("", "/") or parts.port is not None:
         raise ValueError(f"bad robot address {uri!r}: give the robot's host name or IP only; {_USAGE}")
     q = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    known = {"realtime", "limits", "margin", "speed", "gripper", "object", "recover", "trace"}
+    known = {"realtime", "limits", "margin", "speed", "gripper", "object", "recover", "trace", "impedance"}
     unknown = sorted(set(q) - known)
     if unknown:
         raise ValueError(f"robot address {uri!r}: unknown option {unknown[0]!r}; {_USAGE}")
@@ -209,11 +219,42 @@ def parse_uri(uri: str) -> FrankaAddress:
             obj = ()
         if len(obj) != 3 or not np.all(np.isfinite(obj)):
             raise ValueError(f"robot address {uri!r}: object={q['object']!r}, expected X,Y,Z in metres")
+    impedance: str | tuple[float, ...] = q.get("impedance", "spec")
+    if impedance not in ("spec", "robot"):
+        impedance = _impedance_values(str(impedance), f"robot address {uri!r}: impedance")
     return FrankaAddress(
         host, choice("realtime", ("enforce", "ignore"), "ignore" if _is_loopback(host) else "enforce"),
         choice("limits", ("clamp", "refuse"), "clamp"), number("margin", 0.02, 0.0, 0.3),
         number("speed", 0.5, 0.01, 0.9), choice("gripper", ("0", "1"), "1") == "1", obj,
-        choice("recover", ("0", "1"), "0") == "1", q.get("trace") or None)
+        choice("recover", ("0", "1"), "0") == "1", q.get("trace") or None, impedance)
+
+
+def _impedance_values(text: str | Any, where: str) -> tuple[float, ...]:
+    """7 joint stiffnesses in (0, MAX_IMPEDANCE] Nm/rad from ``K1,...,K7`` or a sequence."""
+    try:
+        k = tuple(float(x) for x in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        k = ()
+    if len(k) != 7:
+        raise ValueError(f"{where}={text!r}: expected spec, robot or 7 joint stiffnesses K1,...,K7 (Nm/rad)")
+    bad = [i for i, v in enumerate(k) if not 0.0 < v <= MAX_IMPEDANCE]
+    if bad:
+        raise ValueError(f"{where}: joint{bad[0] + 1} stiffness {k[bad[0]]:g} Nm/rad is outside "
+                         f"(0, {MAX_IMPEDANCE:g}]")
+    return k
+
+
+def joint_impedance(addr: FrankaAddress, spec: dict[str, Any]) -> tuple[tuple[float, ...] | None, str]:
+    """The joint stiffness to set at connect (None: leave the robot's) and where it comes from:
+    ``?impedance=K1,...`` , else the spec's ``pd_gains.kp`` of the 7 arm actuators (``spec``,
+    the default), else the robot's own (``robot``, or a spec without servo gains)."""
+    if isinstance(addr.impedance, tuple):
+        return addr.impedance, "the robot address (?impedance=)"
+    gains = spec.get("pd_gains") if addr.impedance == "spec" else None
+    if not gains or len(gains.get("kp", ())) < 7:
+        return None, ("the robot's own setting" if addr.impedance == "robot"
+                      else "the robot's own setting (the checkpoint has no servo gains)")
+    return _impedance_values(gains["kp"][:7], "spec.json pd_gains.kp"), "the checkpoint (spec pd_gains.kp)"
 
 
 # -- the model's side -------------------------------------------------------------------------
@@ -230,6 +271,16 @@ class ArmModel:
     finger_actuators: np.ndarray         # actuators on a tendon (the Panda hand)
     site: int                            # "gripper" site, -1 if none
     joint_names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_task(cls, task: Any) -> "ArmModel":
+        """The arm of a task's model, with the joint range its policy can command: the task's
+        ``target_low`` / ``target_high`` where it declares them, else the model's joint ranges."""
+        arm = cls.from_model(task.model)
+        low, high = getattr(task, "target_low", None), getattr(task, "target_high", None)
+        if low is not None and high is not None:
+            arm.joint_low, arm.joint_high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        return arm
 
     @classmethod
     def from_model(cls, model: mujoco.MjModel) -> "ArmModel":
@@ -289,12 +340,18 @@ class FrankaRobot:
     source = "robot"
 
     def __init__(self, addr: FrankaAddress, arm: ArmModel, limits: ArmLimits = FR3,
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, spec: dict[str, Any] | None = None):
         self.addr, self.arm, self.limits = addr, arm, limits
         self.name = f"franka://{addr.host} ({limits.name})"
         self.q_low, self.q_high, msg = check_limits(arm, limits, addr.limits, addr.margin)
         if msg:
             (warn or (lambda m: print(f"franka: {m}", file=sys.stderr, flush=True)))(msg)
+        self.impedance, source = joint_impedance(addr, spec or {})
+        # what the run's log metadata records about this back-end (Runtime reads ``notes``)
+        self.notes = {"limits": msg or f"the checkpoint's joint ranges lie within the {limits.name.upper()}'s",
+                      "joint_impedance": (f"{list(self.impedance)} Nm/rad from {source}" if self.impedance
+                                          else f"not set: {source}")}
+        print(f"franka: joint impedance {self.notes['joint_impedance']}", file=sys.stderr, flush=True)
         self.stats = LinkStats()
         self._data = mujoco.MjData(arm.model)
         self._lock = threading.Lock()
@@ -337,6 +394,8 @@ class FrankaRobot:
         try:
             if self.addr.recover:
                 self._robot.automatic_error_recovery()
+            if self.impedance is not None:
+                self._robot.set_joint_impedance(list(self.impedance))
             if self.addr.gripper:
                 self._gripper = pf.Gripper(self.addr.host)
                 self._gripper_width = float(self._gripper.read_once().width)
@@ -509,4 +568,4 @@ def make_franka_robot(uri: str, spec: dict[str, Any], options: RobotOptions) -> 
     except ImportError:
         raise ValueError("franka robots need pylibfranka: pip install '.[franka]' "
                          "(pylibfranka==0.21.3)") from None
-    return FrankaRobot(addr, ArmModel.from_model(task_from_spec(spec).model))
+    return FrankaRobot(addr, ArmModel.from_task(task_from_spec(spec)), spec=spec)

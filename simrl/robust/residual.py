@@ -8,7 +8,7 @@ The base action is appended to the residual policy's observation, and the residu
 output layer starts at zero (with small exploration noise), so training starts exactly at the
 base controller. ``ResidualEnv`` wraps a batched env with the same API, so PPO trains the
 residual like any other policy. Bases: a scripted controller from ``policies/base.py``
-(``stand``, ``trot``, ``pusher``), a simrl checkpoint directory, or a Stable-Baselines3 zip.
+(``stand``, ``trot``, ``pusher``, ``reacher``), a simrl checkpoint directory, or a Stable-Baselines3 zip.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def make_base(spec: str, task: Any, trust_pickle: bool = False) -> BaseControlle
             raise ValueError(f"{exc} (or use a checkpoint or SB3 zip)") from None
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"residual base {spec!r}: not a scripted base (stand, trot, pusher), "
+        raise FileNotFoundError(f"residual base {spec!r}: not a scripted base (stand, trot, pusher, reacher), "
                                 "a checkpoint directory or an SB3 .zip")
     options = {"trust_pickle": trust_pickle} if path.suffix == ".zip" else {}
     policy = policies.load(str(path), task=task.name, **options)

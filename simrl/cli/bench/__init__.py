@@ -22,6 +22,7 @@ BENCHES = {
     "dream": "dream-to-real return of PPO in dropout, no-dropout and mask-averaged world-model dreams",
     "deploy": "onnxruntime vs torch inference latency; control-loop jitter against the UDP robot server",
     "stand": "a G1 standing (scripted PD stand) on the Unitree twin through unitree_hg messages",
+    "reach": "panda-reach goals on a Franka arm (franky-sim) through libfranka: success, final error, 1 kHz loop",
 }
 
 
