@@ -15,6 +15,7 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
+from simrl.core.arrays import like, namespace
 from simrl.core.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
@@ -63,6 +64,7 @@ class Go1Velocity(Task):
     config_class = Go1VelocityConfig
     root_body = "trunk"
     gym_id = "simrl/Go1Velocity-v0"
+    array_generic = True
     heldout_randomization = {"mass:trunk": (0.7, 1.5), "friction:floor": (0.3, 2.0), "kp": (0.7, 1.3),
                              "damping": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 1),
                              "obs_noise": (0.0, 1.5)}
@@ -142,29 +144,33 @@ class Go1Velocity(Task):
                           base_lin_vel=quat_rotate_inverse(quat, qvel[:, 0:3]), base_pos=qpos[:, 0:3])
 
     def observation(self, rs: RobotState) -> np.ndarray:
-        return np.concatenate([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
-                               rs.joint_pos - self.default_pose, rs.joint_vel, rs.last_action], axis=1)
+        xp = namespace(rs.joint_pos)
+        return xp.concat([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
+                          rs.joint_pos - like(self.default_pose, rs.joint_pos), rs.joint_vel,
+                          rs.last_action], axis=1)
 
     def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
-        return self.default_pose + self.cfg.action_scale * action
+        return like(self.default_pose, action) + self.cfg.action_scale * action
 
     def reward(self, prev, rs, action, ctrl):
         w, c = self.cfg.rewards, self.cfg
+        xp, q = namespace(rs.joint_pos), rs.joint_pos
         gravity = projected_gravity(rs.base_quat)
-        lin_err = np.sum((rs.command[:, :2] - rs.base_lin_vel[:, :2]) ** 2, axis=1)
+        lin_err = xp.sum((rs.command[:, :2] - rs.base_lin_vel[:, :2]) ** 2, axis=1)
         yaw_err = (rs.command[:, 2] - rs.base_ang_vel[:, 2]) ** 2
-        torque = np.clip(self.kp * (ctrl - rs.joint_pos), -self.force_limit, self.force_limit)
+        limit = like(self.force_limit, q)
+        torque = xp.clip(like(self.kp, q) * (ctrl - rs.joint_pos), -limit, limit)
         terminated = (gravity[:, 2] > c.fall_gravity_z) | (rs.base_pos[:, 2] < c.fall_height)
-        r = (w.tracking_lin_vel * np.exp(-lin_err / w.tracking_sigma)
-             + w.tracking_ang_vel * np.exp(-yaw_err / w.tracking_sigma)
+        r = (w.tracking_lin_vel * xp.exp(-lin_err / w.tracking_sigma)
+             + w.tracking_ang_vel * xp.exp(-yaw_err / w.tracking_sigma)
              + w.lin_vel_z * rs.base_lin_vel[:, 2] ** 2
-             + w.ang_vel_xy * np.sum(rs.base_ang_vel[:, :2] ** 2, axis=1)
-             + w.orientation * np.sum(gravity[:, :2] ** 2, axis=1)
-             + w.torques * np.sum(torque ** 2, axis=1)
-             + w.action_rate * np.sum((action - prev.last_action) ** 2, axis=1)
-             + w.pose * np.sum((rs.joint_pos - self.default_pose) ** 2, axis=1)
-             + w.termination * terminated)
-        metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": np.sqrt(yaw_err)}
+             + w.ang_vel_xy * xp.sum(rs.base_ang_vel[:, :2] ** 2, axis=1)
+             + w.orientation * xp.sum(gravity[:, :2] ** 2, axis=1)
+             + w.torques * xp.sum(torque ** 2, axis=1)
+             + w.action_rate * xp.sum((action - prev.last_action) ** 2, axis=1)
+             + w.pose * xp.sum((rs.joint_pos - like(self.default_pose, q)) ** 2, axis=1)
+             + w.termination * xp.astype(terminated, q.dtype))
+        metrics = {"lin_vel_error": xp.sqrt(lin_err), "yaw_rate_error": xp.sqrt(yaw_err)}
         return r * c.control_dt, terminated, metrics
 
     def reward_ceiling(self) -> float:
@@ -173,5 +179,6 @@ class Go1Velocity(Task):
         return (w.tracking_lin_vel + w.tracking_ang_vel) * self.cfg.control_dt
 
     def success(self, final, ep_return, ep_length, metric_sums, terminated) -> np.ndarray:
-        mean_error = metric_sums["lin_vel_error"] / np.maximum(ep_length, 1)
+        xp = namespace(ep_return)
+        mean_error = metric_sums["lin_vel_error"] / xp.clip(xp.astype(ep_length, ep_return.dtype), 1, None)
         return ~terminated & (mean_error < self.cfg.success_tracking_error)
