@@ -50,12 +50,13 @@ INSTALL_HINT = "pip install 'simrl[warp]' (mujoco-warp)"
 def import_warp() -> tuple[Any, Any]:
     """``(warp, mujoco_warp)``, or an ImportError that says how to install them."""
     try:
-        import mujoco_warp
         import warp
+        warp.config.quiet = True        # before mujoco_warp initializes Warp: no banner ...
+        warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)  # ... nor load lines
+        import mujoco_warp
     except ImportError as exc:
         raise ImportError(f"backend 'warp' needs MuJoCo Warp ({exc}); install it with "
                           f"{INSTALL_HINT}") from None
-    warp.config.quiet = True
     return warp, mujoco_warp
 
 
@@ -380,7 +381,11 @@ class WarpEnv(VecEnv):
         return self._observe(rs), reward, terminated, truncated, info
 
     def step_numpy(self, action: Any) -> Step:
-        return step_to_numpy(self.step(action))
+        """The numpy step: ``final_obs`` only when an episode ended, as on CPU."""
+        obs, reward, terminated, truncated, info = step_to_numpy(self.step(action))
+        if not (terminated | truncated).any():
+            del info["final_obs"]
+        return obs, reward, terminated, truncated, info
 
     def _flush_episodes(self) -> EpisodeBatch | None:
         """The episodes that finished since the last read-back (one device-to-host copy)."""
