@@ -21,6 +21,7 @@ BENCHES = {
     "rank": "checkpoint ranking (VSDR vs sim-only vs OOD-only) against returns on a reality proxy; scoring speed",
     "dream": "dream-to-real return of PPO in dropout, no-dropout and mask-averaged world-model dreams",
     "deploy": "onnxruntime vs torch inference latency; control-loop jitter against the UDP robot server",
+    "gpu": "every MuJoCo Warp check in one call: bare physics, warp env, PPO on it, mjlab (JSON in docs/results)",
 }
 
 

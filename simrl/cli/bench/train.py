@@ -32,6 +32,7 @@ class Config:
     threads: int = 1                          # torch threads for both
     device: str = "auto"                      # simrl PPO device (SB3 runs on cpu)
     json: str | None = None                   # also write the results to this JSON file
+    backend: str = "cpu"                      # cpu | warp (simrl PPO on the MuJoCo Warp env vs the env alone; no SB3)
 
 
 def _cpu_name() -> str:
@@ -104,6 +105,10 @@ def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], i
 
 
 def run(args: Config) -> int:
+    if args.backend != "cpu":
+        from simrl.cli.bench.gpu import run_train
+        return run_train(args.task, args.num_envs, args.num_steps, tuple(args.hidden), args.iterations,
+                         args.rounds, args.device, args.json)
     r = measure(args.task, args.num_envs, args.num_steps, tuple(args.hidden), args.iterations,
                 args.rounds, args.threads, args.device)
     s = r["steps_per_s"]
