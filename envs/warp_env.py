@@ -219,7 +219,10 @@ class WarpEnv(VecEnv):
         out = {}
         for key, v in host.items():
             dtype = torch.long if key in ("latency", "push_phase") else self.qpos.dtype
-            out[key] = torch.as_tensor(np.asarray(v), device=self.device).to(dtype)
+            t = torch.as_tensor(np.asarray(v)).to(dtype)
+            if self.device.type == "cuda":       # pinned: the upload does not wait for the GPU
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            out[key] = t
         return out
 
     def _next_starts(self) -> dict[str, Any]:
@@ -314,19 +317,32 @@ class WarpEnv(VecEnv):
     # -- step --------------------------------------------------------------------------------------
     def _physics(self) -> None:
         """The task's substeps on every world; each control step starts without the solver's
-        warm start, as ``mujoco.rollout`` does on the CPU backend."""
-        wp, mjw = self.wp, self.mjw
-        if not self.use_graph:
+        warm start, as ``mujoco.rollout`` does on the CPU backend. On CUDA, Warp runs on torch's
+        current stream (ordered with the torch ops around it); the graph is captured once on
+        Warp's own stream and launched on torch's."""
+        wp = self.wp
+        if self.device.type == "cpu":
             with wp.ScopedDevice(self.wp_device):
                 self._substeps()
             return
+        import torch
+        stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
+        if not self.use_graph:
+            with wp.ScopedDevice(self.wp_device), wp.ScopedStream(stream):
+                self._substeps()
+            return
         if self._graph is None:
+            torch.cuda.synchronize(self.device)
             with wp.ScopedDevice(self.wp_device):
-                mjw.step(self.wm, self.wd)     # compile every kernel before the capture
+                saved = {k: wp.clone(getattr(self.wd, k)) for k in ("qpos", "qvel", "act", "time")}
+                self.mjw.step(self.wm, self.wd)      # compile every kernel before the capture
+                for k, v in saved.items():
+                    wp.copy(getattr(self.wd, k), v)
                 with wp.ScopedCapture() as capture:
                     self._substeps()
-                self._graph = capture.graph
-        wp.capture_launch(self._graph)
+                wp.synchronize_device(self.wp_device)
+            self._graph = capture.graph
+        wp.capture_launch(self._graph, stream=stream)
 
     def _substeps(self) -> None:
         self.wd.qacc_warmstart.zero_()

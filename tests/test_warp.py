@@ -210,3 +210,19 @@ def test_ppo_learns_hopper_on_warp():
     after = score()
     print(f"deterministic return over 30 steps: untrained {before:.1f}, trained {after:.1f}")
     assert after > before + 5, (before, after)
+
+
+def test_train_and_eval_commands_with_backend_warp(tmp_path, capsys):
+    pytest.importorskip("mujoco_warp")
+    from simrl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--task", "hopper", "--backend", "warp", "--dr", "uniform", "--num-envs", "8",
+                 "--ppo.num-steps", "8", "--steps", "64", "--progress", "false", "--out", str(out)]) == 0
+    assert main(["eval", "--checkpoint", str(out / "final"), "--backend", "warp", "--episodes", "4",
+                 "--task.max-episode-steps", "5", "--json", str(tmp_path / "eval.json")]) == 0
+    import json
+    assert json.loads((out / "config.json").read_text())["train"]["backend"] == "warp"
+    result = json.loads((tmp_path / "eval.json").read_text())
+    result = result[0] if isinstance(result, list) else result
+    assert result["episodes"] == 4 and (np.array(result["length"]["mean"]) <= 5).all()

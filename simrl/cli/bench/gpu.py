@@ -195,6 +195,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _command() -> str:
+    """The command line this process runs (``simrl ...`` however it was started)."""
+    args = sys.argv[1:]
+    return "simrl " + " ".join(args) if args[:1] == ["bench"] else " ".join(sys.argv)
+
+
 def _machine(device: Any) -> dict:
     import torch
     from simrl.cli.bench.train import _cpu_name
@@ -236,7 +242,7 @@ def run(args: Config) -> int:
     result = {"task": task.name, "substeps": task.substeps, "dr": args.dr, "device": str(device),
               "smoke": args.smoke, "steps": steps, "rounds": args.rounds,
               "machine": _machine(device), "versions": _versions(),
-              "command": "simrl bench gpu " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "gpu"] else []),
+              "command": _command(),
               "note": ("timings on a shared machine are noisy; see load_average" if device.type == "cpu"
                        else "one GPU, CUDA graphs for the substep loop"),
               "results": rows}
@@ -257,7 +263,7 @@ def run_envs(task_name: str, num_envs: int, steps: int, rounds: int, dr: str, js
     env = warp_env(task, num_envs, steps, rounds, device, dr)
     r = {"task": task.name, "num_envs": num_envs, "dr": dr, "substeps": task.substeps, "backend": "warp",
          "device": str(device), "bare_physics": limit, "env": env, "machine": _machine(device),
-         "versions": _versions(),
+         "versions": _versions(), "command": _command(),
          "fraction_of_physics_limit": env["control_steps_per_s"] / limit["control_steps_per_s"]}
     print(f"task {task.name}, {num_envs} worlds on {device} (MuJoCo Warp), dr={dr}, {task.substeps} "
           f"physics steps per control step")
@@ -280,7 +286,7 @@ def run_train(task_name: str, num_envs: int, num_steps: int, hidden: tuple[int, 
     env = warp_env(task, num_envs, num_steps * iterations, rounds, device, "none", num_steps)
     train = warp_train(task, num_envs, num_steps, iterations, rounds, device, "none", hidden)
     r = {"task": task.name, "num_envs": num_envs, "backend": "warp", "device": str(device), "env": env,
-         "train": train, "machine": _machine(device), "versions": _versions(),
+         "train": train, "machine": _machine(device), "versions": _versions(), "command": _command(),
          "train_fraction_of_env": train["env_steps_per_s"] / env["control_steps_per_s"]}
     print(f"task {task.name}, {num_envs} worlds x {num_steps} steps per iteration on {device} (MuJoCo Warp)")
     print(f"  simrl PPO              {train['env_steps_per_s']:>10,.0f} env steps/s")
