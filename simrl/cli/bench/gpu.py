@@ -203,9 +203,9 @@ def _command() -> str:
 
 def _machine(device: Any) -> dict:
     import torch
-    from simrl.cli.bench.train import _cpu_name
+    from simrl.cli.bench.machine import cpu_name
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
-    return {"cpu": _cpu_name(), "cores": len(os.sched_getaffinity(0)), "gpu": gpu,
+    return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "gpu": gpu,
             "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())}
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 import json
 import os
-import platform
 import time
+
+from simrl.cli.bench.machine import cpu_name as _cpu_name
 
 
 @dataclass
@@ -33,17 +34,6 @@ class Config:
     device: str = "auto"                      # simrl PPO device (SB3 runs on cpu)
     json: str | None = None                   # also write the results to this JSON file
     backend: str = "cpu"                      # cpu | warp (simrl PPO on the MuJoCo Warp env vs the env alone; no SB3)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], iterations: int,
