@@ -144,9 +144,9 @@ class WarpEnv(VecEnv):
                 self._writes[w.field].append((i, torch.as_tensor(w.rows, device=self.device), cols, w.op))
         dt = self.qpos.dtype
         self._zeros = lambda *shape, dtype=dt: torch.zeros(shape, dtype=dtype, device=self.device)
-        self.nominal = {f: torch.as_tensor(np.asarray(v), dtype=dt, device=self.device)
+        self.nominal = {f: torch.as_tensor(np.asarray(v), dtype=torch.float64, device=self.device)
                         for f, v in self.space._nominal_fields.items()}
-        self.params = self._zeros(n, self.space.dim)
+        self.param_values = self._zeros(n, self.space.dim, dtype=torch.float64)   # (n, d) on the device
         self.latency = self._zeros(n, dtype=torch.long)
         self.obs_noise, self.action_noise, self.push_force = (self._zeros(n) for _ in range(3))
         self.push_phase = self._zeros(n, dtype=torch.long)
@@ -185,6 +185,11 @@ class WarpEnv(VecEnv):
         return RobotState(**kw, extras={k: to_numpy(v) for k, v in rs.extras.items()})
 
     @property
+    def params(self) -> np.ndarray:
+        """(n, d) the parameter vector each world runs with, as numpy (float64)."""
+        return to_numpy(self.param_values)
+
+    @property
     def robot_state_tensors(self) -> RobotState:
         """The current robot-state record as tensors on the device."""
         return self._require_reset()
@@ -218,7 +223,8 @@ class WarpEnv(VecEnv):
         host.update({f"task:{key}": v for key, v in init.task_state.items()})
         out = {}
         for key, v in host.items():
-            dtype = torch.long if key in ("latency", "push_phase") else self.qpos.dtype
+            # parameter vectors stay float64: DORAEMON's densities need them inside their bounds
+            dtype = {"latency": torch.long, "push_phase": torch.long, "params": torch.float64}.get(key, self.qpos.dtype)
             t = torch.as_tensor(np.asarray(v)).to(dtype)
             if self.device.type == "cuda":       # pinned: the upload does not wait for the GPU
                 t = t.pin_memory().to(self.device, non_blocking=True)
@@ -245,7 +251,7 @@ class WarpEnv(VecEnv):
         self.warmstart.copy_(torch.where(col, 0.0, self.warmstart))
         if self.act is not None:
             self.act.copy_(torch.where(col, 0.0, self.act))
-        self.params = torch.where(col, s["params"], self.params)
+        self.param_values = torch.where(col, s["params"], self.param_values)
         self._write_fields(mask)
         for key, value in s.items():
             if key.startswith("task:"):
@@ -272,9 +278,9 @@ class WarpEnv(VecEnv):
         torch, n = self.torch, self.num_envs
         for name, field in self.fields.items():
             nominal = self.nominal[name]
-            value = nominal.expand((n,) + tuple(nominal.shape)).clone()
+            value = nominal.unsqueeze(0).repeat((n,) + (1,) * nominal.ndim)
             for i, rows, cols, op in self._writes[name]:
-                v = self.params[:, i]
+                v = self.param_values[:, i]
                 sel = value[:, rows] if cols is None else value[:, rows[:, None], cols[None, :]]
                 v = v.reshape((n,) + (1,) * (sel.ndim - 1))
                 new = sel * v if op == "scale" else sel + v if op == "offset" else v.expand(sel.shape)
@@ -283,7 +289,7 @@ class WarpEnv(VecEnv):
                 else:
                     value[:, rows[:, None], cols[None, :]] = new
             m = mask.reshape((n,) + (1,) * (field.ndim - 1))
-            field.copy_(torch.where(m, value.reshape(field.shape), field))
+            field.copy_(torch.where(m, value.reshape(field.shape).to(field.dtype), field))
 
     # -- reset -------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Any:
@@ -384,7 +390,7 @@ class WarpEnv(VecEnv):
         done = terminated | truncated
         success = task.success(rs, self.ep_return, self.ep_length, self.metric_sums, terminated)
         final_obs = torch.where(done[:, None], task.observation(rs), 0.0)
-        self._records.append((done, self.ep_return, self.ep_length, success, terminated, self.params))
+        self._records.append((done, self.ep_return, self.ep_length, success, terminated, self.param_values))
         info: dict[str, Any] = {"final_obs": final_obs}
         if len(self._records) >= self.episode_interval:
             batch = self._flush_episodes()

@@ -81,7 +81,7 @@ def test_randomized_fields_reach_their_world_only():
 
     before = {f: v.numpy().copy() for f, v in env.fields.items()}
     for i in range(3):
-        for f, value in expected(env.params[i].double().numpy()).items():
+        for f, value in expected(env.params[i]).items():
             np.testing.assert_allclose(before[f][i].reshape(value.shape), value, rtol=1e-5, err_msg=f)
     assert not np.allclose(before["body_mass"][0], before["body_mass"][1])
     # World 1 alone resets: only its rows change, to its new parameters.
@@ -89,7 +89,7 @@ def test_randomized_fields_reach_their_world_only():
     for f, v in env.fields.items():
         after = v.numpy()
         np.testing.assert_array_equal(after[[0, 2]], before[f][[0, 2]], err_msg=f)
-        np.testing.assert_allclose(after[1].reshape(-1), expected(env.params[1].double().numpy())[f].reshape(-1),
+        np.testing.assert_allclose(after[1].reshape(-1), expected(env.params[1])[f].reshape(-1),
                                    rtol=1e-5, err_msg=f)
     assert not np.allclose(env.fields["body_mass"].numpy()[1], before["body_mass"][1])
     # Heavier worlds fall the same under their own gravity: the physics reads the rows.
@@ -116,7 +116,9 @@ def test_auto_reset_and_episode_statistics():
 
 
 def test_wrappers_and_doraemon_run_on_warp():
-    from simrl.distill import HistoryEnv
+    """DORAEMON, the disturber, history, residual and privileged wrappers on the warp env."""
+    from simrl.distill import HistoryEnv, PrivilegedEnv
+    from simrl.robust.residual import ResidualEnv, make_base
     from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
     from simrl.robust.hinf import DisturbedEnv, HinfConfig
 
@@ -130,6 +132,11 @@ def test_wrappers_and_doraemon_run_on_warp():
         obs, reward, terminated, truncated, info = wrapped.step(torch.zeros(4, env.action_size))
     assert obs.shape == (4, 3 * env.observation_size) and torch.isfinite(obs).all()
     assert env.robot_state.joint_pos.shape == (4, 12)     # numpy record for the numpy wrappers
+    residual = PrivilegedEnv(ResidualEnv(env, make_base("stand", env.task), 0.2))
+    obs = residual.reset()
+    for _ in range(2):
+        obs, *_ = residual.step(torch.zeros(4, env.action_size))
+    assert obs.shape == (4, residual.observation_size) and torch.isfinite(obs).all()
 
 
 def test_unsupported_task_and_backend_errors():
