@@ -116,7 +116,8 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
     else:
         dr = resolve_dr(t.dr)
     env: Any = envs.make(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
-                         backend=t.backend, external_forces=t.robust == "hinf")
+                         backend=t.backend, external_forces=t.robust == "hinf",
+                         episode_interval=cfg.ppo.num_steps)   # warp: episodes once per rollout
     curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")
                   if t.dr == "doraemon" else None)
     if t.residual:
