@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+import envs
+from envs.wrappers import to_numpy
 from envs.batched import BatchedEnv
 from envs.render import FrameRenderer, Mp4Writer, VideoConfig, draw_overlay, fmt, visual_model
 
@@ -107,21 +109,22 @@ class CommandSweep:
 def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any = "none",
                  seed: int = 0, max_envs: int = 256,
                  wrap: Callable[[Any], Any] | None = None,
-                 sweep: CommandSweep | None = None) -> dict[str, np.ndarray]:
+                 sweep: CommandSweep | None = None, backend: str = "cpu",
+                 device: Any = "cpu") -> dict[str, np.ndarray]:
     """Runs ``episodes`` episodes of ``policy`` (observation tensor -> action tensor) in
     ``task``, one per world per round; returns per-episode returns, lengths, success flags and
     per-step metric means. ``wrap`` wraps each env (residual checkpoints run in their
     :class:`~simrl.robust.residual.ResidualEnv`); ``sweep`` collects every step's commands and
-    tracking errors."""
+    tracking errors; ``backend``/``device``: the physics (:func:`envs.make`)."""
     import torch
-
 
     out: dict[str, list] = {"returns": [], "lengths": [], "success": []}
     metrics: dict[str, list] = {}
     done_rounds = 0
     while len(out["returns"]) < episodes:
         n = min(max_envs, episodes - len(out["returns"]))
-        env = BatchedEnv(task, n, dr=dr, seed=seed + done_rounds, autoreset=False)
+        env = envs.make(task, n, device, dr=dr, seed=seed + done_rounds, autoreset=False,
+                        backend=backend)
         if wrap is not None:
             env = wrap(env)
         obs = env.reset()
@@ -142,7 +145,7 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
                 out["lengths"] += batch.lengths[new].tolist()
                 out["success"] += batch.success[new].tolist()
                 for key, sums in env.metric_sums.items():
-                    metrics.setdefault(key, []).extend((sums[ids] / batch.lengths[new]).tolist())
+                    metrics.setdefault(key, []).extend((to_numpy(sums)[ids] / batch.lengths[new]).tolist())
                 finished[ids] = True
         env.close()
         done_rounds += 1

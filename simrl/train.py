@@ -63,6 +63,7 @@ class TrainConfig:
     threads: int = 0                     # torch CPU threads; 0 = half the cores (the sim uses the rest)
     progress: bool = True                # live progress bar
     vec_env: str = "dummy"               # SB3 only: dummy | subproc
+    backend: str = "cpu"                 # physics: cpu (MuJoCo, C threads) | warp (MuJoCo Warp on --device, the GPU backend; pip install 'simrl[warp]'; PPO only)
     trust_pickle: bool = False           # WARNING: runs any code in the file. Allow unpickling SB3 files (a residual base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run); only for files you made yourself
 
     def validate(self) -> None:
@@ -73,6 +74,25 @@ class TrainConfig:
         require(self.residual_scale > 0, "residual_scale", f"must be > 0, got {self.residual_scale}")
         require(self.robust in ("none", "hinf"), "robust", f"use none or hinf, got {self.robust!r}")
         require(self.vec_env in ("dummy", "subproc"), "vec_env", f"use dummy or subproc, got {self.vec_env!r}")
+        check_backend(self.backend, self.task, self.algo)
+
+
+def check_backend(backend: str, task: str, algo: str = "ppo") -> None:
+    """``--backend``: a known backend; ``warp`` needs MuJoCo Warp installed, PPO and a task whose
+    functions run on tensors (ValueError naming the field otherwise)."""
+    import importlib.util
+
+    from envs import BACKENDS
+    from envs.tasks import TASKS
+
+    require(backend in BACKENDS, "backend", f"use {' or '.join(BACKENDS)}, got {backend!r}")
+    if backend != "warp":
+        return
+    require(importlib.util.find_spec("mujoco_warp") is not None, "backend",
+            "warp needs MuJoCo Warp, which is not installed: pip install 'simrl[warp]'")
+    require(algo == "ppo", "backend", f"warp runs simrl's PPO only, not --algo {algo}")
+    require(task not in TASKS or getattr(TASKS.get(task), "array_generic", False), "backend",
+            f"task {task} is not supported by backend warp (numpy-only task functions); use cpu")
 
 
 @dataclass

@@ -80,6 +80,9 @@ class Task:
     heldout_randomization: ClassVar[dict[str, tuple[float, float]]] = {}
     # Run-config overrides (dotted keys, e.g. "ppo.learning_rate") applied before the user's.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # Its observation, reward, termination and success functions run on torch tensors too
+    # (array API: simrl.core.arrays), so the MuJoCo Warp backend can run it on the GPU.
+    array_generic: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig):
         validate(config, self.name)

@@ -14,6 +14,7 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
+from simrl.core.arrays import device, like, namespace
 from simrl.core.robot_state import RobotState
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
@@ -82,6 +83,12 @@ class HalfCheetahConfig(PlanarLocomotionConfig):
 class PlanarLocomotion(Task):
     """Planar runner: x is qpos[0], height qpos[1], pitch qpos[2] (Gymnasium's layout)."""
 
+    array_generic = True
+
+    def __init__(self, config: PlanarLocomotionConfig):
+        super().__init__(config)
+        self.ctrl_low, self.ctrl_high = self.model.actuator_ctrlrange.T.copy()
+
     def check_model(self, model: mujoco.MjModel) -> None:
         if model.nq < 3 or model.nu == 0:
             raise ValueError(f"{self.name}: model needs rootx, rootz, rooty joints and actuators "
@@ -110,35 +117,36 @@ class PlanarLocomotion(Task):
         return ResetState(qpos, qvel, np.zeros((n, m.nu)), {})
 
     def robot_state(self, qpos, qvel, sensordata, task_state, last_action) -> RobotState:
-        return RobotState(joint_pos=qpos, joint_vel=qvel, command=np.zeros((qpos.shape[0], 0)),
-                          last_action=last_action)
+        xp = namespace(qpos)
+        return RobotState(joint_pos=qpos, joint_vel=qvel, last_action=last_action,
+                          command=xp.zeros((qpos.shape[0], 0), dtype=qpos.dtype, device=device(qpos)))
 
     def observation(self, rs: RobotState) -> np.ndarray:
-        qvel = rs.joint_vel
+        xp, qvel = namespace(rs.joint_vel), rs.joint_vel
         if self.cfg.clip_qvel is not None:
-            qvel = np.clip(qvel, -self.cfg.clip_qvel, self.cfg.clip_qvel)
-        return np.concatenate([rs.joint_pos[:, 1:], qvel], axis=1)
+            qvel = xp.clip(qvel, -self.cfg.clip_qvel, self.cfg.clip_qvel)
+        return xp.concat([rs.joint_pos[:, 1:], qvel], axis=1)
 
     def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
-        lo, hi = self.model.actuator_ctrlrange.T
+        lo, hi = like(self.ctrl_low, action), like(self.ctrl_high, action)
         return lo + 0.5 * (action + 1.0) * (hi - lo)
 
     def healthy(self, rs: RobotState) -> np.ndarray:
         c = self.cfg
-        z, angle = rs.joint_pos[:, 1], rs.joint_pos[:, 2]
-        state = np.concatenate([rs.joint_pos[:, 2:], rs.joint_vel], axis=1)
+        xp, z, angle = namespace(rs.joint_pos), rs.joint_pos[:, 1], rs.joint_pos[:, 2]
+        state = xp.concat([rs.joint_pos[:, 2:], rs.joint_vel], axis=1)
         ok = (c.healthy_z_range[0] < z) & (z < c.healthy_z_range[1])
         ok &= (c.healthy_angle_range[0] < angle) & (angle < c.healthy_angle_range[1])
-        ok &= np.all((c.healthy_state_range[0] < state) & (state < c.healthy_state_range[1]), axis=1)
+        ok &= xp.all((c.healthy_state_range[0] < state) & (state < c.healthy_state_range[1]), axis=1)
         return ok
 
     def reward(self, prev, rs, action, ctrl):
-        c = self.cfg
+        c, xp = self.cfg, namespace(rs.joint_pos)
         x_velocity = (rs.joint_pos[:, 0] - prev.joint_pos[:, 0]) / c.control_dt
         healthy = self.healthy(rs)
-        terminated = ~healthy if c.terminate_when_unhealthy else np.zeros_like(healthy)
-        healthy_reward = c.healthy_reward * healthy  # v5: only while healthy
-        ctrl_cost = c.ctrl_cost_weight * np.sum(ctrl ** 2, axis=1)
+        terminated = ~healthy if c.terminate_when_unhealthy else xp.zeros_like(healthy)
+        healthy_reward = c.healthy_reward * xp.astype(healthy, x_velocity.dtype)  # v5: only while healthy
+        ctrl_cost = c.ctrl_cost_weight * xp.sum(ctrl ** 2, axis=1)
         reward = c.forward_reward_weight * x_velocity + healthy_reward - ctrl_cost
         return reward, terminated, {"x_velocity": x_velocity}
 

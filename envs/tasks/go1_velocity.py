@@ -23,6 +23,7 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
+from simrl.core.arrays import device, like, namespace
 from simrl.core.config import require
 from simrl.core.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
@@ -88,6 +89,7 @@ class Go1Velocity(Task):
     config_class = Go1VelocityConfig
     root_body = "trunk"
     gym_id = "simrl/Go1Velocity-v0"
+    array_generic = True
     heldout_randomization = {"mass:trunk": (0.7, 1.5), "friction:floor": (0.3, 2.0), "kp": (0.7, 1.3),
                              "damping": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 1),
                              "obs_latency": (0, 1), "obs_noise": (0.0, 1.5)}
@@ -194,23 +196,25 @@ class Go1Velocity(Task):
 
     def robot_state(self, qpos, qvel, sensordata, task_state, last_action) -> RobotState:
         quat = qpos[:, 3:7]
-        n = qpos.shape[0]
+        n, xp = qpos.shape[0], namespace(qpos)
         air = task_state.get("feet_air_time")
         return RobotState(joint_pos=qpos[:, 7:19], joint_vel=qvel[:, 6:18],
                           command=task_state["command"], last_action=last_action,
                           base_quat=quat, base_ang_vel=qvel[:, 3:6],
                           base_lin_vel=quat_rotate_inverse(quat, qvel[:, 0:3]), base_pos=qpos[:, 0:3],
                           extras={"feet_contact": sensordata[:, self.contact_adr],
-                                  "feet_vel": sensordata[:, self.foot_vel_adr].reshape(n, -1),
-                                  "feet_air_time": (np.zeros((n, len(LEGS))) if air is None
-                                                    else air.copy())})
+                                  "feet_vel": xp.reshape(sensordata[:, self.foot_vel_adr], (n, -1)),
+                                  "feet_air_time": (xp.zeros((n, len(LEGS)), dtype=qpos.dtype, device=device(qpos))
+                                                    if air is None else xp.asarray(air, copy=True))})
 
     def observation(self, rs: RobotState) -> np.ndarray:
-        return np.concatenate([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
-                               rs.joint_pos - self.default_pose, rs.joint_vel, rs.last_action], axis=1)
+        xp = namespace(rs.joint_pos)
+        return xp.concat([rs.base_ang_vel, projected_gravity(rs.base_quat), rs.command,
+                          rs.joint_pos - like(self.default_pose, rs.joint_pos), rs.joint_vel,
+                          rs.last_action], axis=1)
 
     def action_to_ctrl(self, action, rs, task_state) -> np.ndarray:
-        return self.default_pose + self.cfg.action_scale * action
+        return like(self.default_pose, action) + self.cfg.action_scale * action
 
     def update_task_state(self, rs: RobotState, task_state: dict[str, np.ndarray]) -> None:
         """Each foot's time in the air: grows by a control period, zero while it touches down."""
@@ -219,33 +223,36 @@ class Go1Velocity(Task):
 
     def reward(self, prev, rs, action, ctrl):
         w, c = self.cfg.rewards, self.cfg
+        xp, q = namespace(rs.joint_pos), rs.joint_pos
         gravity = projected_gravity(rs.base_quat)
-        vel_err = np.abs(rs.command - np.concatenate([rs.base_lin_vel[:, :2], rs.base_ang_vel[:, 2:]], axis=1))
-        lin_err = np.sum(vel_err[:, :2] ** 2, axis=1)
+        xyz = xp.concat([rs.base_lin_vel[:, :2], rs.base_ang_vel[:, 2:]], axis=1)
+        vel_err = xp.abs(rs.command - xyz)
+        lin_err = xp.sum(vel_err[:, :2] ** 2, axis=1)
         yaw_err = vel_err[:, 2] ** 2
-        torque = np.clip(self.kp * (ctrl - rs.joint_pos), -self.force_limit, self.force_limit)
+        limit = like(self.force_limit, q)
+        torque = xp.clip(like(self.kp, q) * (ctrl - rs.joint_pos), -limit, limit)
         terminated = (gravity[:, 2] > c.fall_gravity_z) | (rs.base_pos[:, 2] < c.fall_height)
-        moving = np.linalg.norm(rs.command, axis=1) > 0.01
+        moving = xp.astype(xp.sum(rs.command ** 2, axis=1) > 0.01 ** 2, q.dtype)
         contact = rs.extras["feet_contact"] > 0
         # touchdown: in contact now after time in the air (the air time up to the last step)
-        touchdown = contact & (rs.extras["feet_air_time"] > 0)
-        air_time = np.sum((rs.extras["feet_air_time"] + c.control_dt - w.air_time_target) * touchdown, axis=1)
-        slip = np.sum(rs.extras["feet_vel"].reshape(-1, len(LEGS), 2) ** 2, axis=2)
-        past_limits = (np.clip(self.soft_low - rs.joint_pos, 0.0, None)
-                       + np.clip(rs.joint_pos - self.soft_high, 0.0, None))
-        r = (w.tracking_lin_vel * np.exp(-lin_err / w.tracking_sigma)
-             + w.tracking_ang_vel * np.exp(-yaw_err / w.tracking_sigma)
+        touchdown = xp.astype(contact & (rs.extras["feet_air_time"] > 0), q.dtype)
+        air_time = xp.sum((rs.extras["feet_air_time"] + c.control_dt - w.air_time_target) * touchdown, axis=1)
+        slip = xp.sum(xp.reshape(rs.extras["feet_vel"], (-1, len(LEGS), 2)) ** 2, axis=2)
+        past_limits = (xp.clip(like(self.soft_low, q) - rs.joint_pos, 0.0, None)
+                       + xp.clip(rs.joint_pos - like(self.soft_high, q), 0.0, None))
+        r = (w.tracking_lin_vel * xp.exp(-lin_err / w.tracking_sigma)
+             + w.tracking_ang_vel * xp.exp(-yaw_err / w.tracking_sigma)
              + w.lin_vel_z * rs.base_lin_vel[:, 2] ** 2
-             + w.ang_vel_xy * np.sum(rs.base_ang_vel[:, :2] ** 2, axis=1)
-             + w.orientation * np.sum(gravity[:, :2] ** 2, axis=1)
-             + w.torques * np.sum(torque ** 2, axis=1)
-             + w.action_rate * np.sum((action - prev.last_action) ** 2, axis=1)
-             + w.pose * np.sum((rs.joint_pos - self.default_pose) ** 2, axis=1)
-             + w.termination * terminated
+             + w.ang_vel_xy * xp.sum(rs.base_ang_vel[:, :2] ** 2, axis=1)
+             + w.orientation * xp.sum(gravity[:, :2] ** 2, axis=1)
+             + w.torques * xp.sum(torque ** 2, axis=1)
+             + w.action_rate * xp.sum((action - prev.last_action) ** 2, axis=1)
+             + w.pose * xp.sum((rs.joint_pos - like(self.default_pose, q)) ** 2, axis=1)
+             + w.termination * xp.astype(terminated, q.dtype)
              + w.feet_air_time * air_time * moving
-             + w.feet_slip * np.sum(slip * contact, axis=1) * moving
-             + w.joint_limits * np.sum(past_limits, axis=1))
-        metrics = {"lin_vel_error": np.sqrt(lin_err), "yaw_rate_error": vel_err[:, 2],
+             + w.feet_slip * xp.sum(slip * xp.astype(contact, q.dtype), axis=1) * moving
+             + w.joint_limits * xp.sum(past_limits, axis=1))
+        metrics = {"lin_vel_error": xp.sqrt(lin_err), "yaw_rate_error": vel_err[:, 2],
                    "vx_error": vel_err[:, 0], "vy_error": vel_err[:, 1]}
         return r * c.control_dt, terminated, metrics
 
@@ -255,5 +262,6 @@ class Go1Velocity(Task):
         return (w.tracking_lin_vel + w.tracking_ang_vel) * self.cfg.control_dt
 
     def success(self, final, ep_return, ep_length, metric_sums, terminated) -> np.ndarray:
-        mean_error = metric_sums["lin_vel_error"] / np.maximum(ep_length, 1)
+        xp = namespace(ep_return)
+        mean_error = metric_sums["lin_vel_error"] / xp.clip(xp.astype(ep_length, ep_return.dtype), 1, None)
         return ~terminated & (mean_error < self.cfg.success_tracking_error)

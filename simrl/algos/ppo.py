@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 import envs
-from envs.batched import BatchedEnv
 from envs.tasks import make_task
 from policies.networks import ActorCritic, Policy
 from simrl.algos import register_algorithm
@@ -39,7 +38,8 @@ class PPOTrainer(Trainer):
         self.device = resolve_device(t.device)
         torch.manual_seed(t.seed)
         self.env = env if env is not None else envs.make(
-            t.task, t.num_envs, self.device, dr=resolve_dr(t.dr), seed=t.seed, config=cfg.task)
+            t.task, t.num_envs, self.device, dr=resolve_dr(t.dr), seed=t.seed, config=cfg.task,
+            backend=t.backend)
         self.task = self.env.task
         self.model = ActorCritic(self.env.observation_size, self.env.action_size, cfg.network)
         self.ppo = PPO(self.model, cfg.ppo, t.num_envs, self.device)
@@ -115,8 +115,9 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
         dr = resolve_dr(cfg.doraemon.ranges) if cfg.doraemon.ranges else "uniform"
     else:
         dr = resolve_dr(t.dr)
-    env: Any = BatchedEnv(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
-                          external_forces=t.robust == "hinf")
+    env: Any = envs.make(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
+                         backend=t.backend, external_forces=t.robust == "hinf",
+                         episode_interval=cfg.ppo.num_steps)   # warp: episodes once per rollout
     curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")
                   if t.dr == "doraemon" else None)
     if t.residual:

@@ -32,7 +32,7 @@ from simrl.evaluate import CommandSweep, format_summary, record_videos, run_epis
 from simrl.distill import wrapper_from_spec
 from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
 from simrl.robust.residual import ResidualEnv
-from simrl.train import resolve_dr
+from simrl.train import check_backend, resolve_dr
 
 
 @dataclass
@@ -44,7 +44,8 @@ class EvalArgs:
     dr: str = "none"                     # none | uniform | checkpoint (its DR at save time) | JSON file
     episodes: int = 100                  # episodes per checkpoint
     seed: int = 0                        # random seed
-    device: str = "cpu"                  # policy device
+    device: str = "cpu"                  # policy device (and the warp backend's)
+    backend: str = "cpu"                 # physics of the episodes: cpu | warp (MuJoCo Warp on --device)
     vec_normalize: str | None = None     # SB3 VecNormalize pickle for a .zip (a pickle: needs --trust-pickle)
     trust_pickle: bool = False           # WARNING: runs any code in the file. Allow unpickling SB3 files (--vec-normalize, zips simrl cannot read from their JSON); only for files you made yourself
     json: str | None = None              # also write the results to this JSON file
@@ -61,6 +62,9 @@ class EvalArgs:
     video_fps: float = 30.0              # frames per second wanted (a whole number of control steps per frame)
     video_width: int = 320               # pixels
     video_height: int = 240              # pixels
+
+    def validate(self) -> None:
+        check_backend(self.backend, self.task or "")
 
 
 def split_task_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -136,7 +140,8 @@ def run(argv: list[str]) -> int:
             dr = resolve_dr(args.dr)
         axes = getattr(task, "command_axes", ())
         sweep = CommandSweep(axes) if axes else None
-        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap, sweep=sweep)
+        episodes = run_episodes(policy, task, args.episodes, dr=dr, seed=args.seed, wrap=wrap, sweep=sweep,
+                                backend=args.backend, device=args.device)
         result = {"checkpoint": str(checkpoint), "task": task.name, "dr": args.dr,
                   "seed": args.seed, "training_steps": spec.get("training", {}).get("steps"),
                   **summarize(episodes)}

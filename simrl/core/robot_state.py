@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from simrl.core.arrays import device, namespace
+
 
 @dataclass
 class RobotState:
@@ -45,16 +47,19 @@ class RobotState:
 
 
 def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """Rotates world-frame vectors into the body frame of unit quaternions (wxyz), batched."""
+    """Rotates world-frame vectors into the body frame of unit quaternions (wxyz), batched
+    (numpy arrays or torch tensors)."""
+    xp = namespace(quat, vec)
     w = quat[:, :1]
     u = quat[:, 1:]
-    uv = np.cross(u, vec)
-    return vec - 2.0 * w * uv + 2.0 * np.cross(u, uv)
+    uv = xp.linalg.cross(u, vec)
+    return vec - 2.0 * w * uv + 2.0 * xp.linalg.cross(u, uv)
 
 
 def projected_gravity(quat: np.ndarray) -> np.ndarray:
     """Unit gravity direction in the body frame: (0, 0, -1) when upright."""
-    down = np.zeros((quat.shape[0], 3))
+    xp = namespace(quat)
+    down = xp.zeros((quat.shape[0], 3), dtype=quat.dtype, device=device(quat))
     down[:, 2] = -1.0
     return quat_rotate_inverse(quat, down)
 

@@ -23,6 +23,7 @@ BENCHES = {
     "deploy": "onnxruntime vs torch inference latency; control-loop jitter against the UDP robot server",
     "stand": "a G1 standing (scripted PD stand) on the Unitree twin through unitree_hg messages",
     "reach": "panda-reach goals on a Franka arm (franky-sim) through libfranka: success, final error, 1 kHz loop",
+    "gpu": "every MuJoCo Warp check in one call: bare physics, warp env, PPO on it, mjlab (JSON in docs/results)",
 }
 
 

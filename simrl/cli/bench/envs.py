@@ -29,6 +29,7 @@ class Config:
     dr: str = "uniform"                       # randomization: none or uniform
     threads: int | None = None                # rollout threads; default: all cores
     json: str | None = None                   # also write the results to this JSON file
+    backend: str = "cpu"                      # cpu | warp (MuJoCo Warp env vs bare MuJoCo Warp physics, on the GPU when present)
 
 
 def measure(task: str, num_envs: int, steps: int, sync_steps: int, rounds: int, dr: str,
@@ -90,6 +91,9 @@ def measure(task: str, num_envs: int, steps: int, sync_steps: int, rounds: int, 
 
 def run(args: Config) -> int:
     import os
+    if args.backend != "cpu":
+        from simrl.cli.bench.gpu import run_envs
+        return run_envs(args.task, args.num_envs, args.steps, args.rounds, args.dr, args.json)
     r = measure(args.task, args.num_envs, args.steps, args.sync_steps, args.rounds, args.dr, args.threads)
     c = r["control_steps_per_s"]
     print(f"task {r['task']}, {r['num_envs']} envs, dr={r['dr']}, {r['substeps']} physics steps per "

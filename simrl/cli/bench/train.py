@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 import json
 import os
-import platform
 import time
+
+from simrl.cli.bench.machine import cpu_name as _cpu_name
 
 
 @dataclass
@@ -32,17 +33,7 @@ class Config:
     threads: int = 1                          # torch threads for both
     device: str = "auto"                      # simrl PPO device (SB3 runs on cpu)
     json: str | None = None                   # also write the results to this JSON file
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    backend: str = "cpu"                      # cpu | warp (simrl PPO on the MuJoCo Warp env vs the env alone; no SB3)
 
 
 def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], iterations: int,
@@ -104,6 +95,10 @@ def measure(task: str, num_envs: int, num_steps: int, hidden: tuple[int, ...], i
 
 
 def run(args: Config) -> int:
+    if args.backend != "cpu":
+        from simrl.cli.bench.gpu import run_train
+        return run_train(args.task, args.num_envs, args.num_steps, tuple(args.hidden), args.iterations,
+                         args.rounds, args.device, args.json)
     r = measure(args.task, args.num_envs, args.num_steps, tuple(args.hidden), args.iterations,
                 args.rounds, args.threads, args.device)
     s = r["steps_per_s"]
