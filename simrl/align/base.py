@@ -81,6 +81,36 @@ class DeltaDynamicsConfig:
 
 
 @dataclass
+class VgdfConfig:
+    """VGDF (``--method vgdf``)."""
+
+    robot: str = ""                      # perturbation file of the proxy the method interacts with (default: --truth)
+    sim_steps: int = 100_000             # simulator transitions
+    ratio: int = 10                      # simulator steps per robot step
+    num_envs: int = 10                   # simulator worlds (one robot world steps every ratio / num_envs vector steps)
+    keep: float = 0.25                   # fraction of each simulator batch kept by the value filter
+    ensemble: int = 5                    # dynamics models
+    batch: int = 128                     # robot and simulator transitions per update (each)
+    updates_per_step: float = 0.25       # gradient updates per simulator transition
+    start_steps: int = 2_000             # simulator transitions of random actions before learning
+    hidden: tuple[int, ...] = (128, 128)  # actor, critic and dynamics MLPs
+    gamma: float = 0.99
+    tau: float = 0.005
+    learning_rate: float = 3e-4
+    ensemble_every: int = 1_000          # simulator steps between dynamics refits
+    eval_episodes: int = 8               # proxy episodes of the final policy (and the checkpoint's)
+
+    def validate(self) -> None:
+        require(self.sim_steps >= 1, "sim_steps", f"must be >= 1, got {self.sim_steps}")
+        require(self.ratio >= 1, "ratio", f"must be >= 1, got {self.ratio}")
+        require(self.num_envs >= 1 and (self.ratio % self.num_envs == 0 or self.num_envs % self.ratio == 0),
+                "num_envs", f"must divide ratio ({self.ratio}) or be a multiple of it, got {self.num_envs}")
+        require(0 < self.keep <= 1, "keep", f"must be in (0, 1], got {self.keep}")
+        require(self.ensemble >= 2, "ensemble", f"must be >= 2 (the filter needs a spread), got {self.ensemble}")
+        require(self.updates_per_step > 0, "updates_per_step", f"must be > 0, got {self.updates_per_step}")
+
+
+@dataclass
 class AlignConfig:
     """What every alignment method is given besides the task and the logs."""
 
@@ -98,6 +128,7 @@ class AlignConfig:
     delta_action: DeltaActionConfig = field(default_factory=DeltaActionConfig)
     delta_dynamics: DeltaDynamicsConfig = field(default_factory=DeltaDynamicsConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    vgdf: VgdfConfig = field(default_factory=VgdfConfig)
 
     def validate(self) -> None:
         require(self.budget >= 8, "budget", f"must be >= 8 evaluations, got {self.budget}")

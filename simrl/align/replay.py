@@ -2,7 +2,7 @@
 reports (the same normalized error system identification minimizes).
 
 :class:`WindowEnv` starts every world from a log window's state (:meth:`envs.batched.BatchedEnv.start_from`,
-the task's nominal physics unless ``params`` are given) and steps it with whatever action it is
+the task's nominal physics unless ``dr`` is given) and steps it with whatever action it is
 handed; the delta-action model trains in it and every method replays held-out windows with
 :func:`replay` (an optional action transform: the delta-action model; an optional state
 correction on the env: the delta-dynamics model).
@@ -55,18 +55,18 @@ def normalized_residuals(sim: Mapping[str, np.ndarray], targets: Mapping[str, np
 
 class WindowEnv:
     """``len(windows)`` worlds (or ``num_envs``, drawing windows at random) replaying log
-    windows in the task's simulator: :meth:`start` puts each world at a window's first state,
+    windows in the task's simulator (nominal physics, or fixed ``dr`` such as a proxy's
+    :meth:`~envs.perturbation.Perturbation.dr`; drawn once): :meth:`start` puts each world at a window's first state,
     :meth:`step` applies actions; the robot-state record after each step is
     ``env.robot_state``."""
 
     def __init__(self, task: Any, windows: LogWindows, num_envs: int | None = None, seed: int = 0,
-                 params: np.ndarray | None = None, threads: int = 0):
+                 dr: Any = "none", threads: int = 0):
         self.task, self.w = task, windows
         self.num_envs = num_envs or len(windows)
-        self.env = BatchedEnv(task, self.num_envs, dr="none", autoreset=False, seed=seed,
+        self.env = BatchedEnv(task, self.num_envs, dr=dr, autoreset=False, seed=seed,
                               nthread=threads or None)
-        self.params = (self.env.distribution.sample(self.num_envs, self.env.rng) if params is None
-                       else np.repeat(np.atleast_2d(params), self.num_envs, axis=0))
+        self.params = self.env.distribution.sample(self.num_envs, self.env.rng)
         self.rng = np.random.default_rng(seed)
         self.idx = np.zeros(self.num_envs, dtype=np.int64)
         self.t = 0

@@ -15,6 +15,11 @@ model, the fine-tuned checkpoint (out/final: the same spec as --checkpoint, with
 report.json, report.html, replay.png and curves.png; they check first that --checkpoint
 produced the logged actions.
 
+``--method vgdf`` trains SAC on online steps of the robot (here the sim-to-sim proxy,
+--vgdf.robot or --truth; one robot step per --vgdf.ratio simulator steps) plus the simulator
+transitions whose value targets a dynamics ensemble fitted on the robot's data makes plausible;
+it writes the policy (out/final), report.json, report.html and curves.png.
+
 The task comes from --checkpoint (its spec) or --task. --truth PROXY.json (the perturbation
 file the logs were recorded with, on a sim-to-sim proxy) adds the true values to the report
 and, for methods that fine-tune, the original and fine-tuned policies' returns on that proxy.
@@ -31,7 +36,7 @@ from envs.perturbation import Perturbation
 from envs.tasks import make_task, task_from_spec
 from simrl.align import METHODS
 from simrl.align.base import (AlignConfig, DeltaActionConfig, DeltaDynamicsConfig, FinetuneConfig,
-                              SysIdConfig, out_dir)
+                              SysIdConfig, VgdfConfig, out_dir)
 from simrl.cli import command, parse
 from simrl.core.config import require
 from simrl.core.spec import load_spec
@@ -45,7 +50,7 @@ class AlignArgs:
     out: str                             # output directory
     checkpoint: str | None = None        # checkpoint whose task (and task config) the logs are of
     task: str | None = None              # the task, when no checkpoint is given
-    method: str = "sysid"                # alignment method: sysid | delta-action | delta-dynamics
+    method: str = "sysid"                # alignment method: sysid | delta-action | delta-dynamics | vgdf
     params: str = ""                     # comma-separated parameters, e.g. mass:torso,friction,latency (default: the task's randomization names)
     budget: int = AlignConfig.budget     # simulator evaluations of a parameter vector
     windows: int = AlignConfig.windows   # log windows fitted (as many again held out)
@@ -60,6 +65,7 @@ class AlignArgs:
     delta_action: DeltaActionConfig = field(default_factory=DeltaActionConfig)  # ASAP's delta-action model
     delta_dynamics: DeltaDynamicsConfig = field(default_factory=DeltaDynamicsConfig)  # the delta-dynamics baseline
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # fine-tuning the checkpoint (delta-action, delta-dynamics)
+    vgdf: VgdfConfig = field(default_factory=VgdfConfig)  # VGDF: SAC with online robot (proxy) steps
 
     def validate(self) -> None:
         require((self.checkpoint is None) != (self.task is None), "checkpoint",
@@ -84,7 +90,8 @@ class AlignArgs:
                                     window_steps=self.window_steps, seed=self.seed, fields=self.fields,
                                     base_state=self.base_state, bounds=bounds, threads=self.threads,
                                     sysid=self.sysid, delta_action=self.delta_action,
-                                    delta_dynamics=self.delta_dynamics, finetune=self.finetune))
+                                    delta_dynamics=self.delta_dynamics, finetune=self.finetune,
+                                    vgdf=self.vgdf))
 
 
 @command("align", help="align the simulator with real logs (sysid, delta-action, delta-dynamics) and retrain")
@@ -101,9 +108,10 @@ def run(argv: list[str]) -> int:
     report = method.run(task, args.real_logs, cfg, out, print, truth=truth, checkpoint=args.checkpoint)
     if "estimate" in report:
         _print_estimate(report)
-    err = report["heldout_error"]
-    before, after = (("nominal", "identified") if "identified" in err else ("unaligned", "aligned"))
-    print(f"held-out prediction error: {err[before]:.4g} ({before}) -> {err[after]:.4g} ({after})")
+    err = report.get("heldout_error")
+    if err:
+        before, after = (("nominal", "identified") if "identified" in err else ("unaligned", "aligned"))
+        print(f"held-out prediction error: {err[before]:.4g} ({before}) -> {err[after]:.4g} ({after})")
     for name, r in report.get("proxy_return", {}).items():
         print(f"return on the proxy, {name}: {r['mean_return']:.1f} (95% CI {r['ci95'][0]:.1f} .. {r['ci95'][1]:.1f})")
     print(f"wrote {', '.join(str(out / f) for f in report['files'])}"
