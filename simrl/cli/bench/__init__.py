@@ -21,6 +21,7 @@ BENCHES = {
     "rank": "checkpoint ranking (VSDR vs sim-only vs OOD-only) against returns on a reality proxy; scoring speed",
     "dream": "dream-to-real return of PPO in dropout, no-dropout and mask-averaged world-model dreams",
     "deploy": "onnxruntime vs torch inference latency; control-loop jitter against the UDP robot server",
+    "align": "return on a reality proxy after alignment: original, DR, sysid, delta-action, delta-dynamics, VGDF vs log length",
 }
 
 
