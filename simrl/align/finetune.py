@@ -31,7 +31,8 @@ MISMATCH_FRACTION = 0.05                 # steps that may differ (safety-layer i
 
 def check_actions(checkpoint: str | Path, logs: str | Path) -> None:
     """LogError naming the file and field unless the checkpoint, re-run on each log's logged
-    observations, gives the logged actions (up to :data:`MISMATCH_FRACTION` of the steps)."""
+    observations, gives the logged actions (up to :data:`MISMATCH_FRACTION` of the steps the
+    policy chose, :func:`by_policy`)."""
     policy = policies.load(checkpoint)
     for log in read_logs(logs):
         if log.obs.shape[1] != policy.module.obs_dim:
@@ -39,13 +40,25 @@ def check_actions(checkpoint: str | Path, logs: str | Path) -> None:
                            f"checkpoint {checkpoint} takes {policy.module.obs_dim}")
         pred = np.asarray(policy(log.obs.astype(np.float32)), dtype=np.float64)
         gap = np.abs(pred - np.clip(log.action, -1, 1)).max(axis=1)
-        bad = gap > ACTION_TOL
+        bad = (gap > ACTION_TOL) & by_policy(log)
         if bad.mean() > MISMATCH_FRACTION:
             first = int(np.flatnonzero(bad)[0])
             raise LogError(f"file {log.path}: field action: the checkpoint {checkpoint} did not produce "
                            f"these actions ({bad.mean():.0%} of steps differ by more than {ACTION_TOL}; "
                            f"step {int(log.step[first])}: logged {np.round(log.action[first], 3).tolist()}, "
                            f"checkpoint {np.round(pred[first], 3).tolist()})")
+
+
+def by_policy(log: Any) -> np.ndarray:
+    """(T,) steps whose action the policy chose: before the runtime's stop (the closing record's
+    ``policy_steps``) and without a safety intervention flagged."""
+    mask = np.ones(len(log), dtype=bool)
+    if "policy_steps" in log.end:
+        mask[int(log.end["policy_steps"]):] = False
+    for flags in log.safety.values():
+        if flags.dtype == np.bool_:
+            mask &= ~flags
+    return mask
 
 
 def run_config(checkpoint: str | Path) -> Any:
