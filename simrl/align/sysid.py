@@ -360,6 +360,5 @@ def run(task: Any, logs: str | Path, cfg: AlignConfig, out: Path, log: Callable[
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_curves(out / "curves.png", {"CMA-ES": ([{"generation": i, "best loss": v} for i, v in enumerate(result.history)],
                                                "generation", "best loss")})
-    write_html(out / "report.html", {**report, "heldout_error": {k: v for k, v in report["heldout_error"].items()}},
-               ["replay.png", "curves.png"])
+    write_html(out / "report.html", report, ["replay.png", "curves.png"])
     return report
