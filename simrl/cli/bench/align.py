@@ -12,7 +12,8 @@ is a sweep trial (:mod:`simrl.sweep`, Ray; a finished trial is never rerun):
   centred on the estimate (its ``dr.json``);
 * ``delta-action`` (ASAP) and ``delta-dynamics``: ``simrl align`` with fine-tuning;
 * ``vgdf``: SAC from scratch with online proxy steps, as many as the log length, and ten
-  simulator steps per robot step.
+  simulator steps per robot step (``--vgdf-updates`` SAC updates per simulator step; the
+  dynamics ensemble refitted every log length of simulator steps).
 
 Every fine-tuning gets the same env steps (``--finetune-steps``). The score is the mean return
 on the proxy (``--episodes`` episodes); ``original`` is the policy before any of it. Writes
@@ -56,6 +57,7 @@ class Config:
     sysid_params: str = "gain,mass:torso,friction"  # what sysid identifies
     sysid_budget: int = 300              # sysid simulator evaluations
     windows: int = 2000                  # log windows the delta models fit (at most)
+    vgdf_updates: float = 0.25           # VGDF's SAC updates per simulator step
     episodes: int = 16                   # proxy episodes per evaluation
     out: str = "runs/bench_align"        # sweep directory (trials/, results) and results
     cpus_per_trial: float = 1.0          # CPUs each trial reserves on Ray
@@ -68,7 +70,7 @@ class Config:
         from dataclasses import replace
         return replace(self, log_seconds=tuple(s for s in self.log_seconds if s <= 60) or (10.0,),
                        train_steps=600_000, finetune_steps=50_000, delta_steps=50_000, sysid_budget=120,
-                       windows=400, episodes=8)
+                       windows=400, episodes=8, vgdf_updates=0.05)
 
 
 def align_trial(trial: Any, context: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +104,7 @@ def align_trial(trial: Any, context: dict[str, Any]) -> dict[str, Any]:
     elif method == "vgdf":
         robot_steps = int(round(float(o["log_seconds"]) / task.cfg.control_dt))
         vc = VgdfConfig(sim_steps=10 * robot_steps, ratio=10, start_steps=min(2000, 5 * robot_steps),
+                        updates_per_step=float(o["vgdf_updates"]), ensemble_every=max(1000, robot_steps),
                         eval_episodes=0)
         report = ALIGN.get("vgdf").run(task, logs, AlignConfig(seed=seed, vgdf=vc), d, say, truth=proxy,
                                        checkpoint=ckpt)
@@ -150,8 +153,9 @@ def run(args: Config) -> int:
             for s in cfg.log_seconds for seed in range(cfg.seeds)}
     # 3. every method as a sweep trial
     options = [{"method": "dr", "seed": seed, "log_seconds": 0.0} for seed in range(cfg.seeds)]
-    options += [{"method": m, "seed": seed, "log_seconds": s} for s in cfg.log_seconds
-                for m in METHODS[2:] for seed in range(cfg.seeds)]
+    options += [{"method": m, "seed": seed, "log_seconds": s,
+                 **({"vgdf_updates": cfg.vgdf_updates} if m == "vgdf" else {})}
+                for s in cfg.log_seconds for m in METHODS[2:] for seed in range(cfg.seeds)]
     context = {"checkpoint": str(ckpt), "proxy": proxy.to_dict(), "logs": logs, **{
         k: getattr(cfg, k) for k in ("finetune_steps", "delta_steps", "sysid_params", "sysid_budget",
                                      "windows", "episodes")}}
