@@ -52,7 +52,7 @@ def plot_curves(path: Path, curves: dict[str, tuple[list[dict[str, float]], str,
     shown = {k: v for k, v in curves.items() if v[0]}
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4.5 * max(1, len(shown)), 3.2), squeeze=False)
     for ax, (title, (points, x, y)) in zip(axes[0], shown.items()):
-        ax.plot([p[x] for p in points], [p[y] for p in points], ".-")
+        ax.plot([p[x] for p in points], [p.get(y, float("nan")) for p in points], ".-")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(x)
         ax.set_ylabel(y)

@@ -254,7 +254,7 @@ def train_vgdf(task: Any, robot: Perturbation, cfg: VgdfConfig, seed: int = 0,
             kept.append(float(mask.float().mean()))
             batch = {key: torch.cat([br[key], bs[key][mask]]) for key in br}
             stats = agent.update(batch, torch.cat([br["obs"], bs["obs"]]))
-        if k % max(1, 2000 // n) == 0:
+        if stats and k % max(1, 2000 // n) == 0:
             point = {"step": steps, "robot_steps": robot_steps, **stats,
                      "kept": float(np.mean(kept[-100:])) if kept else float("nan"),
                      "robot_return": float(np.mean(real_returns[-10:])) if real_returns else float("nan")}
