@@ -62,6 +62,7 @@ class Config:
     out: str = "runs/bench_align"        # sweep directory (trials/, results) and results
     cpus_per_trial: float = 1.0          # CPUs each trial reserves on Ray
     address: str = ""                    # an existing Ray cluster (HOST:PORT); empty: a local Ray
+    report_only: bool = False            # run no trial: the table of the trials already done in --out
 
     def resolved(self) -> "Config":
         """The budgets ``--small`` stands for."""
@@ -161,15 +162,17 @@ def run(args: Config) -> int:
                                      "windows", "episodes")}}
     trials = make_trials(options, ["method", "log_seconds", "seed"], out, lambda o: {**o, **{
         k: v for k, v in context.items() if k not in ("logs",)}})
-    states = run_trials(trials, align_trial, resources, context)
+    states = ([t.state() for t in trials] if cfg.report_only
+              else run_trials(trials, align_trial, resources, context))
     write_table(trials, out, states)
-    failed = [s for s in states if s.get("status") != "done"]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(states)} trials failed, e.g. {failed[0].get('error')}")
+    missing = [f"{t.label}: {s.get('status')} {(s.get('error') or '')[:120]}".strip()
+               for t, s in zip(trials, states) if s.get("status") != "done"]
     # 4. the table: mean return on the proxy per method and log length
     original = [proxy_return(ckpt, proxy, cfg.episodes, seed=20_000 + seed)["mean_return"] for seed in range(cfg.seeds)]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in METHODS}
     for t, s in zip(trials, states):
+        if s.get("status") != "done":
+            continue
         o = t.options
         lengths = cfg.log_seconds if o["method"] == "dr" else (o["log_seconds"],)
         for length in lengths:
@@ -178,9 +181,11 @@ def run(args: Config) -> int:
                                                              "heldout_error_after", "estimate", "run_seconds")}})
     for length in cfg.log_seconds:
         runs["original"][f"{length:g}"] = [{"seed": i, "proxy_return": r} for i, r in enumerate(original)]
-    table = {m: {k: {"mean": float(np.mean([r["proxy_return"] for r in rs])),
-                     "std": float(np.std([r["proxy_return"] for r in rs])), "n": len(rs)}
-                 for k, rs in by_len.items()} for m, by_len in runs.items()}
+    nan = {"mean": float("nan"), "std": float("nan"), "n": 0}
+    table = {m: {f"{k:g}": ({"mean": float(np.mean([r["proxy_return"] for r in rs])),
+                            "std": float(np.std([r["proxy_return"] for r in rs])), "n": len(rs)}
+                           if (rs := runs[m].get(f"{k:g}")) else nan)
+                 for k in cfg.log_seconds} for m in METHODS}
     import mujoco
     import torch
     report = {
@@ -190,7 +195,7 @@ def run(args: Config) -> int:
                     "torch": torch.__version__, "mujoco": mujoco.__version__,
                     "load_average_end": os.getloadavg()},
         "wall_time_s": round(time.perf_counter() - t0, 1),
-        "table": table, "runs": runs,
+        "table": table, "runs": runs, "missing_trials": missing,
         "note": ("shared 2-core machine: wall times are noisy" if (os.cpu_count() or 0) <= 2 else ""),
     }
     (out / "align_bench.json").write_text(json.dumps(report, indent=2))
@@ -200,8 +205,13 @@ def run(args: Config) -> int:
     print(f"  {'method':15s}" + "".join(f"{f'{s:g} s of logs':>22s}" for s in cfg.log_seconds))
     for m in METHODS:
         print(f"  {m:15s}" + "".join(f"{table[m][f'{s:g}']['mean']:14.1f} +- {table[m][f'{s:g}']['std']:5.1f}"
-                                     for s in cfg.log_seconds))
+                                     f" ({table[m][f'{s:g}']['n']})" for s in cfg.log_seconds))
     print(f"results: {out / 'align_bench.json'}, {out / 'align_bench.png'}")
+    if missing and cfg.report_only:
+        print(f"left out of the table ({len(missing)} trials not done): {'; '.join(missing)}")
+    elif missing:
+        raise RuntimeError(f"{len(missing)} of {len(trials)} trials did not finish (left out of the table), "
+                           f"e.g. {missing[0]}")
     return 0
 
 
