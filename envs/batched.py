@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import mujoco
 import numpy as np
@@ -235,6 +235,11 @@ class BatchedEnv(VecEnv):
         self._rs: RobotState | None = None
         # (n, 3) world-frame force on the root body, applied each step (needs external_forces=True).
         self.external_force: np.ndarray | None = None
+        # A learned correction of the simulator (simrl align --method delta-dynamics):
+        # ``(prev_record, action, qpos, qvel) -> (qpos, qvel)`` after each control step's physics,
+        # before rewards and terminations (sensor data is not recomputed).
+        self.state_correction: Callable[[RobotState, np.ndarray, np.ndarray, np.ndarray],
+                                        tuple[np.ndarray, np.ndarray]] | None = None
 
     def _max_steps(self, kind: str) -> int:
         """The largest delay (whole control steps) a ``latency``-like kind can draw."""
@@ -414,6 +419,9 @@ class BatchedEnv(VecEnv):
             self._write_forces()
         state, sensordata = self.physics.step(self.state, self.control)
         self.state[...] = state
+        if self.state_correction is not None:
+            qpos, qvel = self.state_correction(prev, a, self.state[:, self._qpos], self.state[:, self._qvel])
+            self.state[:, self._qpos], self.state[:, self._qvel] = qpos, qvel
         self.sensordata[...] = sensordata
         if self.meas_history is not None:
             self.meas_history[:, 1:] = self.meas_history[:, :-1]

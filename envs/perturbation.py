@@ -146,11 +146,16 @@ class Perturbation:
         if overrides and not isinstance(task, str):
             raise ValueError("task config overrides need a task name, not a built task")
         task = make_task(task, **overrides) if isinstance(task, str) else task
+        return SensorNoise(BatchedEnv(task, num_envs, device, dr=self.dr(task.cfg.control_dt), seed=seed),
+                           self, seed)
+
+    def dr(self, control_dt: float) -> dict[str, tuple[float, float]]:
+        """The proxy's physics as a fixed DR mapping of batched worlds (latency in control steps)."""
         dr: dict[str, tuple[float, float]] = {name: (v, v) for name, v in self.params.items()}
-        steps = self.latency_steps(task.cfg.control_dt)
+        steps = self.latency_steps(control_dt)
         if steps:
             dr["latency"] = (steps, steps)
-        return SensorNoise(BatchedEnv(task, num_envs, device, dr=dr, seed=seed), self, seed)
+        return dr
 
     def space(self, model: mujoco.MjModel) -> ParameterSpace:
         """The parameter space of ``params`` over ``model`` (names are checked against it)."""

@@ -19,4 +19,7 @@ def test_quickstart_runs_the_whole_loop(tmp_path, capsys):
     assert (out / "rank" / "index.html").exists() and (out / "rank" / "ranking.png").exists()
     deployed = read_log(out / "deploy.mcap")
     assert len(deployed.action) > 0 and deployed.meta.task == "hopper"
+    aligned = json.loads((out / "align" / "report.json").read_text())
+    assert set(aligned["proxy_return"]) == {"original", "fine-tuned"}
+    assert (out / "align" / "final" / "spec.json").exists()
     assert "quickstart finished" in capsys.readouterr().out

@@ -142,6 +142,9 @@ class LogWindows:
     last_action: np.ndarray              # (W, na) the action before the window
     task_state: dict[str, np.ndarray]    # (W, ...) each
     targets: dict[str, np.ndarray]       # field -> (W, H, k) what the log measured after each step
+    next_qpos: np.ndarray                # (W, H, nq) physics state rebuilt from the log after each step
+    next_qvel: np.ndarray                # (W, H, nv)
+    obs: np.ndarray                      # (W, H, obs_dim) the observations the logged actions were computed from
     source: list[tuple[str, int]] = field(default_factory=list)  # (log file, start step)
 
     def __len__(self) -> int:
@@ -188,7 +191,9 @@ def _cut(log: RealLog, starts: np.ndarray, steps: int, lookback: int, task: Any,
         ts = {k: v.copy() for k, v in task_state.items()}
         past[:, j] = task.action_to_ctrl(log.action[np.maximum(starts - 1 - j, 0)], rs, ts)
     targets = {f: log.state[f][idx + 1].reshape(n, steps, -1) for f in fields}
+    nq, nv, _ = smap.state(log, (idx + 1).reshape(-1), m, base_state)
     return LogWindows(qpos, qvel, log.action[idx], past, last, task_state, targets,
+                      nq.reshape(n, steps, -1), nv.reshape(n, steps, -1), log.obs[idx],
                       [(log.path, int(s)) for s in starts]), notes
 
 
@@ -200,14 +205,16 @@ def concat(parts: Sequence[LogWindows]) -> LogWindows:
                       cat([p.last_action for p in parts]),
                       {k: cat([p.task_state[k] for p in parts]) for k in parts[0].task_state},
                       {k: cat([p.targets[k] for p in parts]) for k in parts[0].targets},
-                      [s for p in parts for s in p.source])
+                      cat([p.next_qpos for p in parts]), cat([p.next_qvel for p in parts]),
+                      cat([p.obs for p in parts]), [s for p in parts for s in p.source])
 
 
 def select(w: LogWindows, idx: np.ndarray) -> LogWindows:
     """The windows ``idx`` of ``w``."""
     return LogWindows(w.qpos[idx], w.qvel[idx], w.actions[idx], w.past_ctrl[idx], w.last_action[idx],
                       {k: v[idx] for k, v in w.task_state.items()},
-                      {k: v[idx] for k, v in w.targets.items()}, [w.source[i] for i in idx])
+                      {k: v[idx] for k, v in w.targets.items()}, w.next_qpos[idx], w.next_qvel[idx],
+                      w.obs[idx], [w.source[i] for i in idx])
 
 
 @dataclass

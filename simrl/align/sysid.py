@@ -40,10 +40,10 @@ from envs.perturbation import Perturbation
 from envs.randomization import KINDS, ParameterSpace, default_nominal, make_ranges
 from simrl.align.base import AlignConfig, register_method
 from simrl.align.data import LogWindows, WindowSplit, load_windows
+from simrl.align.replay import field_scales, field_weights, normalized_residuals
 
 LATENCY = "latency"
 DEFAULT_BOUNDS = {"scale": (0.25, 4.0), "m": (-0.1, 0.1), "m/s^2": (-15.0, -5.0)}
-BAD_LOSS = 1e6                           # score of a diverged replay
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Replay:
     def __init__(self, task: Any, windows: LogWindows, space: SearchSpace, batch: int,
                  fields: tuple[str, ...], scale: dict[str, np.ndarray], threads: int = 0):
         self.task, self.w, self.space, self.batch, self.fields = task, windows, space, batch, fields
-        self.weight = {f: np.where(s > 1e-9, 1.0 / np.maximum(s, 1e-9), 0.0) for f, s in scale.items()}
+        self.weight = field_weights({f: scale[f] for f in fields})
         dr = {n: (lo, hi) for n, lo, hi in zip(space.names, space.low, space.high)}
         self.env = BatchedEnv(task, batch * len(windows), dr=dr, autoreset=False,
                               nthread=threads or None)
@@ -169,26 +169,11 @@ class Replay:
     def residuals(self, values: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Normalized residuals (n, R) (each field weighted to count equally) and the per-field
         mean squared normalized errors (n,) of ``values``."""
-        sim = self.rollout(values)
-        res, per_field = [], {}
-        for f in self.fields:
-            err = (sim[f] - self.w.targets[f][None]) * self.weight[f]
-            err = np.where(np.isfinite(err), err, math.sqrt(BAD_LOSS))
-            err = np.clip(err, -math.sqrt(BAD_LOSS), math.sqrt(BAD_LOSS))
-            used = max(1, int((self.weight[f] > 0).sum()))
-            flat = err.reshape(len(values), -1) / math.sqrt(used * len(self.w) * self.w.steps)
-            per_field[f] = (flat ** 2).sum(axis=1)
-            res.append(flat / math.sqrt(len(self.fields)))
-        return np.concatenate(res, axis=1), per_field
+        return normalized_residuals(self.rollout(values), self.w.targets, self.weight)
 
     def loss(self, values: np.ndarray) -> np.ndarray:
         r, _ = self.residuals(values)
         return (r ** 2).sum(axis=1)
-
-
-def field_scales(w: LogWindows, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Per-element standard deviation of each field over the windows' logged steps."""
-    return {f: w.targets[f].reshape(-1, w.targets[f].shape[-1]).std(axis=0) for f in fields}
 
 
 @dataclass
@@ -319,10 +304,11 @@ def default_params(task: Any) -> tuple[str, ...]:
 
 @register_method("sysid", help="system identification: the task's physical parameters from replayed log windows (CMA-ES)")
 def run(task: Any, logs: str | Path, cfg: AlignConfig, out: Path, log: Callable[[str], None] = print,
-        truth: Perturbation | None = None) -> dict[str, Any]:
+        truth: Perturbation | None = None, checkpoint: str | None = None) -> dict[str, Any]:
     """Identifies ``cfg.params`` from the logs at ``logs``; writes params.json, dr.json,
-    report.json and replay.png into ``out``; returns the report."""
-    from simrl.align.report import plot_replay
+    report.json, report.html, replay.png and curves.png into ``out``; returns the report
+    (``checkpoint`` is not needed: sysid identifies the robot, whatever drove it)."""
+    from simrl.align.report import plot_curves, plot_replay, write_html
 
     names = tuple(cfg.params) or default_params(task)
     space = SearchSpace.build(task, names, dict(cfg.bounds), cfg.sysid.max_latency)
@@ -363,7 +349,7 @@ def run(task: Any, logs: str | Path, cfg: AlignConfig, out: Path, log: Callable[
                                         for f, v in per_field.items()}},
         "fit_error": result.fit_loss, "evaluations": result.evaluations,
         "generations": len(result.history), "history": result.history, "seconds": result.seconds,
-        "dr": dr, "files": ["params.json", "dr.json", "report.json", "replay.png"],
+        "dr": dr, "files": ["params.json", "dr.json", "report.json", "report.html", "replay.png", "curves.png"],
     }
     if truth is not None:
         true = {**{n: v for n, v in truth.params.items()},
@@ -372,4 +358,7 @@ def run(task: Any, logs: str | Path, cfg: AlignConfig, out: Path, log: Callable[
         report["relative_error"] = {n: abs(report["estimate"][n] - report["truth"][n]) / max(abs(report["truth"][n]), 1e-9)
                                     for n in names}
     (out / "report.json").write_text(json.dumps(report, indent=2))
+    plot_curves(out / "curves.png", {"CMA-ES": ([{"generation": i, "best loss": v} for i, v in enumerate(result.history)],
+                                               "generation", "best loss")})
+    write_html(out / "report.html", report, ["replay.png", "curves.png"])
     return report

@@ -10,6 +10,9 @@
    return of each checkpoint shows how good the ranking was.
 5. Deployment: the best-ranked checkpoint runs on the proxy in real time through the safety
    layer, and its run is logged as MCAP.
+6. Alignment: the proxy logs of step 4 go through ``simrl align --method delta-action`` (ASAP):
+   a delta-action model learned from them, the uniform policy fine-tuned with it in the loop,
+   and both policies' returns on the proxy printed.
 
 Everything lands in ``--out``: runs, ranking report (``rank/index.html``), logs.
 """
@@ -183,6 +186,18 @@ def stage_deploy(best: Path, out: Path) -> None:
     print(report.summary())
 
 
+def stage_align(finals: dict[str, Path], out: Path, args: QuickstartConfig) -> None:
+    _section("6. Alignment: the proxy logs through simrl align (ASAP delta-action), fine-tuning")
+    options = ["align", "--checkpoint", str(finals["uniform"]), "--real-logs", str(out / "real_logs"),
+               "--method", "delta-action", "--out", str(out / "align"), "--truth", str(out / "proxy.json"),
+               "--window-steps", "10", "--windows", "400", "--delta-action.steps", str(max(2048, args.steps // 10)),
+               "--finetune.steps", str(max(1024, args.steps // 8)), "--finetune.seed", str(args.seed)]
+    print("simrl " + " ".join(options), flush=True)
+    if main(options) != 0:
+        raise RuntimeError("alignment failed")
+    print(f"report: {out / 'align' / 'report.html'}")
+
+
 def run(args: QuickstartConfig) -> int:
     t = time.perf_counter()
     out = Path(args.out)
@@ -192,6 +207,7 @@ def run(args: QuickstartConfig) -> int:
     stage_evaluation(finals)
     best = stage_ranking(finals, out, args.seed)
     stage_deploy(best, out)
+    stage_align(finals, out, args)
     print(f"\nquickstart finished in {time.perf_counter() - t:.0f} s; everything is in {out}")
     return 0
 

@@ -1,0 +1,233 @@
+"""Which alignment method fixes a policy for a robot that differs from its training simulator,
+and how much robot time does it need?
+
+On ``--task`` (hopper) with a sim-to-sim proxy whose perturbation is outside the training
+randomization (default: motors at 60 % strength; the task's DR randomizes masses and friction
+only): one PPO policy is trained on the nominal simulator (a sweep trial), then for each seed and
+each log length (``--log-seconds``, robot time recorded by that policy on the proxy) every method
+is a sweep trial (:mod:`simrl.sweep`, Ray; a finished trial is never rerun):
+
+* ``dr``: the policy fine-tuned under the task's uniform DR (no logs);
+* ``sysid``: ``simrl align --method sysid`` (``--sysid-params``), then fine-tuned under DR
+  centred on the estimate (its ``dr.json``);
+* ``delta-action`` (ASAP) and ``delta-dynamics``: ``simrl align`` with fine-tuning;
+* ``vgdf``: SAC from scratch with online proxy steps, as many as the log length, and ten
+  simulator steps per robot step (``--vgdf-updates`` SAC updates per simulator step; the
+  dynamics ensemble refitted every log length of simulator steps).
+
+Every fine-tuning gets the same env steps (``--finetune-steps``). The score is the mean return
+on the proxy (``--episodes`` episodes); ``original`` is the policy before any of it. Writes
+``align_bench.json`` and ``align_bench.png`` into ``--out``. ``--small`` (the default) is a
+configuration for ~15 minutes on 2 cores: its budgets are far below what the methods are
+designed for, so read its numbers as a smoke test of the loop, not a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.perturbation import Perturbation
+from simrl.cli.sweep import sweep_trials
+from simrl.sweep import Resources, make_trials, run_trials, write_table
+
+METHODS = ("original", "dr", "sysid", "delta-action", "delta-dynamics", "vgdf")
+PROXY = {"params": {"gain": 0.6}}
+
+
+@dataclass
+class Config:
+    """Options of ``simrl bench align``."""
+
+    task: str = "hopper"                 # task
+    proxy: str = ""                      # perturbation file of the proxy robot (default: motors at 60 %)
+    small: bool = True                   # the ~15-minute configuration (overrides the budgets below)
+    seeds: int = 3                       # seeds per method and log length
+    log_seconds: tuple[float, ...] = (10.0, 60.0, 300.0)  # robot time recorded for the methods
+    train_steps: int = 1_000_000         # env steps of the original policy
+    finetune_steps: int = 300_000        # env steps of every fine-tuning
+    delta_steps: int = 300_000           # PPO env steps of the delta-action model
+    sysid_params: str = "gain,mass:torso,friction"  # what sysid identifies
+    sysid_budget: int = 300              # sysid simulator evaluations
+    windows: int = 2000                  # log windows the delta models fit (at most)
+    vgdf_updates: float = 0.25           # VGDF's SAC updates per simulator step
+    episodes: int = 16                   # proxy episodes per evaluation
+    out: str = "runs/bench_align"        # sweep directory (trials/, results) and results
+    cpus_per_trial: float = 1.0          # CPUs each trial reserves on Ray
+    address: str = ""                    # an existing Ray cluster (HOST:PORT); empty: a local Ray
+    report_only: bool = False            # run no trial: the table of the trials already done in --out
+
+    def resolved(self) -> "Config":
+        """The budgets ``--small`` stands for."""
+        if not self.small:
+            return self
+        from dataclasses import replace
+        return replace(self, log_seconds=tuple(s for s in self.log_seconds if s <= 60) or (10.0,),
+                       train_steps=600_000, finetune_steps=50_000, delta_steps=50_000, sysid_budget=120,
+                       windows=400, episodes=8, vgdf_updates=0.05)
+
+
+def align_trial(trial: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """One method, seed and log length (in a Ray worker): align, fine-tune, score on the proxy."""
+    from envs.tasks import task_from_spec
+    from simrl.align import METHODS as ALIGN
+    from simrl.align.base import AlignConfig, DeltaActionConfig, FinetuneConfig, VgdfConfig
+    from simrl.align.finetune import finetune, proxy_return
+    from simrl.core.spec import load_spec
+
+    o, d, c = trial.options, trial.directory, context
+    method, seed = o["method"], int(o["seed"])
+    ckpt, proxy = c["checkpoint"], Perturbation.from_dict(c["proxy"])
+    task = task_from_spec(load_spec(ckpt))
+    fc = FinetuneConfig(steps=c["finetune_steps"], seed=seed, proxy_episodes=0)
+    logs = c["logs"].get(f"{o['log_seconds']}-{seed}")
+    report: dict[str, Any] = {}
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    if method == "dr":
+        finetune(ckpt, d, fc, dr="uniform", log=say)
+    elif method == "sysid":
+        (d / "sysid").mkdir(parents=True, exist_ok=True)
+        cfg = AlignConfig(params=tuple(c["sysid_params"].split(",")), budget=c["sysid_budget"], seed=seed,
+                          threads=1)
+        report = ALIGN.get("sysid").run(task, logs, cfg, d / "sysid", say, truth=proxy)
+        finetune(ckpt, d, fc, dr=str(d / "sysid" / "dr.json"), log=say)
+    elif method in ("delta-action", "delta-dynamics"):
+        cfg = AlignConfig(windows=c["windows"], window_steps=10, seed=seed, threads=1, finetune=fc,
+                          delta_action=DeltaActionConfig(steps=c["delta_steps"]))
+        report = ALIGN.get(method).run(task, logs, cfg, d, say, checkpoint=ckpt)
+    elif method == "vgdf":
+        robot_steps = int(round(float(o["log_seconds"]) / task.cfg.control_dt))
+        vc = VgdfConfig(sim_steps=10 * robot_steps, ratio=10, start_steps=min(2000, 5 * robot_steps),
+                        updates_per_step=float(o["vgdf_updates"]), ensemble_every=max(1000, robot_steps),
+                        eval_episodes=0)
+        report = ALIGN.get("vgdf").run(task, logs, AlignConfig(seed=seed, vgdf=vc), d, say, truth=proxy,
+                                       checkpoint=ckpt)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    score = proxy_return(d / "final", proxy, c["episodes"], seed=20_000 + seed)
+    err = report.get("heldout_error") or {}
+    return {"final": str(d / "final"), "proxy_return": score["mean_return"],
+            "heldout_error_before": err.get("unaligned", err.get("nominal")),
+            "heldout_error_after": err.get("aligned", err.get("identified")),
+            "estimate": report.get("estimate")}
+
+
+def record_logs(ckpt: Path, proxy: Perturbation, task: str, seconds: float, seed: int, out: Path) -> str:
+    """``seconds`` of robot time of the checkpoint on the proxy (4 worlds), as real logs."""
+    import policies
+    from envs.tasks import make_task
+    from simrl.validate.record import record
+
+    if not any(out.glob("*.mcap")):
+        policy = policies.load(ckpt)
+        steps = int(round(seconds / make_task(task).cfg.control_dt / 4))
+        env = proxy.make_env(task, 4, seed=1000 + seed)
+        record(env, lambda obs: policy(obs.astype(np.float32)), steps, out, source="sim2sim", seed=1000 + seed,
+               policy_id=str(ckpt))
+    return str(out)
+
+
+def run(args: Config) -> int:
+    from simrl.align.finetune import proxy_return
+
+    t0 = time.perf_counter()
+    cfg = args.resolved()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    proxy = Perturbation.load(cfg.proxy) if cfg.proxy else Perturbation.from_dict(PROXY)
+    resources = Resources(cfg.cpus_per_trial, 0.0, cfg.address or None)
+    # 1. the original policy: nominal simulator, no randomization
+    trials, rows = sweep_trials([{"task": cfg.task, "steps": cfg.train_steps, "seed": 0, "dr": "none",
+                                  "checkpoint-every": cfg.train_steps}], [], out / "original", resources)
+    if rows[0]["status"] != "done":
+        raise RuntimeError(f"training the original policy failed: {rows[0].get('error')}")
+    ckpt = trials[0].directory / "final"
+    # 2. robot logs of it on the proxy, per seed and length
+    logs = {f"{s}-{seed}": record_logs(ckpt, proxy, cfg.task, s, seed, out / "logs" / f"{s:g}s-seed{seed}")
+            for s in cfg.log_seconds for seed in range(cfg.seeds)}
+    # 3. every method as a sweep trial
+    options = [{"method": "dr", "seed": seed, "log_seconds": 0.0} for seed in range(cfg.seeds)]
+    options += [{"method": m, "seed": seed, "log_seconds": s,
+                 **({"vgdf_updates": cfg.vgdf_updates} if m == "vgdf" else {})}
+                for s in cfg.log_seconds for m in METHODS[2:] for seed in range(cfg.seeds)]
+    context = {"checkpoint": str(ckpt), "proxy": proxy.to_dict(), "logs": logs, **{
+        k: getattr(cfg, k) for k in ("finetune_steps", "delta_steps", "sysid_params", "sysid_budget",
+                                     "windows", "episodes")}}
+    trials = make_trials(options, ["method", "log_seconds", "seed"], out, lambda o: {**o, **{
+        k: v for k, v in context.items() if k not in ("logs",)}})
+    states = ([t.state() for t in trials] if cfg.report_only
+              else run_trials(trials, align_trial, resources, context))
+    write_table(trials, out, states)
+    missing = [f"{t.label}: {s.get('status')} {(s.get('error') or '')[:120]}".strip()
+               for t, s in zip(trials, states) if s.get("status") != "done"]
+    # 4. the table: mean return on the proxy per method and log length
+    original = [proxy_return(ckpt, proxy, cfg.episodes, seed=20_000 + seed)["mean_return"] for seed in range(cfg.seeds)]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in METHODS}
+    for t, s in zip(trials, states):
+        if s.get("status") != "done":
+            continue
+        o = t.options
+        lengths = cfg.log_seconds if o["method"] == "dr" else (o["log_seconds"],)
+        for length in lengths:
+            runs[o["method"]].setdefault(f"{length:g}", []).append(
+                {"seed": o["seed"], **{k: s.get(k) for k in ("proxy_return", "heldout_error_before",
+                                                             "heldout_error_after", "estimate", "run_seconds")}})
+    for length in cfg.log_seconds:
+        runs["original"][f"{length:g}"] = [{"seed": i, "proxy_return": r} for i, r in enumerate(original)]
+    nan = {"mean": float("nan"), "std": float("nan"), "n": 0}
+    table = {m: {f"{k:g}": ({"mean": float(np.mean([r["proxy_return"] for r in rs])),
+                            "std": float(np.std([r["proxy_return"] for r in rs])), "n": len(rs)}
+                           if (rs := runs[m].get(f"{k:g}")) else nan)
+                 for k in cfg.log_seconds} for m in METHODS}
+    import mujoco
+    import torch
+    report = {
+        "task": cfg.task, "proxy": proxy.to_dict(), "config": {k: v for k, v in vars(cfg).items()},
+        "command": "simrl bench align" + ("" if args.small else " --no-small ..."),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "mujoco": mujoco.__version__,
+                    "load_average_end": os.getloadavg()},
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "table": table, "runs": runs, "missing_trials": missing,
+        "note": ("shared 2-core machine: wall times are noisy" if (os.cpu_count() or 0) <= 2 else ""),
+    }
+    (out / "align_bench.json").write_text(json.dumps(report, indent=2))
+    _plot(table, cfg.log_seconds, out / "align_bench.png")
+    print(f"\n{cfg.task}, proxy {proxy.to_dict()['params']}, {cfg.seeds} seeds, fine-tuning {cfg.finetune_steps:,} "
+          f"steps, return on the proxy (mean +- std over seeds):")
+    print(f"  {'method':15s}" + "".join(f"{f'{s:g} s of logs':>22s}" for s in cfg.log_seconds))
+    for m in METHODS:
+        print(f"  {m:15s}" + "".join(f"{table[m][f'{s:g}']['mean']:14.1f} +- {table[m][f'{s:g}']['std']:5.1f}"
+                                     f" ({table[m][f'{s:g}']['n']})" for s in cfg.log_seconds))
+    print(f"results: {out / 'align_bench.json'}, {out / 'align_bench.png'}")
+    if missing and cfg.report_only:
+        print(f"left out of the table ({len(missing)} trials not done): {'; '.join(missing)}")
+    elif missing:
+        raise RuntimeError(f"{len(missing)} of {len(trials)} trials did not finish (left out of the table), "
+                           f"e.g. {missing[0]}")
+    return 0
+
+
+def _plot(table: dict[str, Any], lengths: tuple[float, ...], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for m in METHODS:
+        means = [table[m][f"{s:g}"]["mean"] for s in lengths]
+        stds = [table[m][f"{s:g}"]["std"] for s in lengths]
+        ax.errorbar(lengths, means, yerr=stds, marker="o", capsize=4, label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("robot time in the logs (s)")
+    ax.set_ylabel("return on the proxy")
+    ax.legend(fontsize=8)
+    fig.savefig(str(path), dpi=110)
