@@ -78,7 +78,7 @@ class ChunkEnv(gymnasium.Env):
         obs = np.zeros((k, self.obs_dim), np.float32)
         final = np.zeros((k, self.obs_dim), np.float32)
         rewards, terminated, truncated = np.zeros(k), np.zeros(k, bool), np.zeros(k, bool)
-        returns = np.zeros(k)
+        returns, lengths = np.zeros(k), np.zeros(k, dtype=np.int64)
         for i, env in enumerate(self.envs):
             o, r, term, trunc, _ = env.step(action[i])
             rewards[i], terminated[i], truncated[i] = r, term, trunc
@@ -86,11 +86,12 @@ class ChunkEnv(gymnasium.Env):
             self.episode_lengths[i] += 1
             if term or trunc:
                 final[i] = np.ravel(o)
-                returns[i] = self.episode_returns[i]
+                returns[i], lengths[i] = self.episode_returns[i], self.episode_lengths[i]
                 self.episode_returns[i], self.episode_lengths[i] = 0.0, 0
                 o = env.reset()[0]
             obs[i] = np.ravel(o)
-        return obs, rewards, terminated, truncated, {"final_obs": final, "episode_return": returns}
+        return obs, rewards, terminated, truncated, {"final_obs": final, "episode_return": returns,
+                                                   "episode_length": lengths}
 
     def close(self) -> None:
         for env in self.envs:
@@ -158,12 +159,13 @@ class ProcessVecEnv(_sb3_vec_env_base()):
         # Gymnasium gathers the workers' array infos as an object array of arrays
         final = np.stack([np.asarray(x) for x in info["final_obs"]]).reshape(n, -1)
         returns = np.stack([np.asarray(x) for x in info["episode_return"]]).reshape(n)
+        lengths = np.stack([np.asarray(x) for x in info["episode_length"]]).reshape(n)
         done = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(n)]
         for i in np.flatnonzero(done):
             infos[i] = {"terminal_observation": final[i],
                         "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
-                        "episode": {"r": float(returns[i])}}
+                        "episode": {"r": float(returns[i]), "l": int(lengths[i]), "t": 0.0}}
         return obs, rewards.reshape(n).astype(np.float32), done, infos
 
     def close(self) -> None:
