@@ -14,8 +14,9 @@ from simrl.cli import command, parse
 
 # name -> one-line description
 BENCHES = {
-    "envs": "control steps/s of the batched env vs Gymnasium SyncVectorEnv and bare mujoco.rollout",
-    "train": "env steps/s of simrl PPO vs Stable-Baselines3 PPO on the same task",
+    "envs": "control steps/s of the batched env vs EnvPool, Gymnasium Async/SyncVectorEnv and bare mujoco.rollout, matched threads",
+    "train": "env steps/s of simrl PPO vs rsl_rl and Stable-Baselines3 PPO, matched threads; learning curves",
+    "warmstart": "solver warm start carried between control steps or not: iterations, fidelity, speed",
     "dr": "solved fraction of a dynamics grid: no randomization vs uniform vs DORAEMON",
     "residual": "success of a scripted base before and after residual RL (panda-push pusher)",
     "rank": "checkpoint ranking (VSDR vs sim-only vs OOD-only) against returns on a reality proxy; scoring speed",
