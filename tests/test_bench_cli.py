@@ -112,3 +112,19 @@ def test_bench_residual_reports_base_and_residual_success(tmp_path, capsys):
     assert curve[0] == [0, report["base_success"]] and curve[-1][0] >= 256
     assert all(0.0 <= s <= 1.0 for _, s in curve) and (out / "residual_bench.png").stat().st_size > 1000
     assert "panda-push: base pusher" in capsys.readouterr().out
+
+
+def test_bench_warmstart_exactness_claims(tmp_path):
+    """What the README says of the warm start: rollout calls equal an mj_step loop whose warm
+    start is cleared every control step, and mujoco.batch (carried) equals a persistent loop."""
+    out = tmp_path / "ws.json"
+    assert main(["bench", "warmstart", "--tasks", "hopper", "go1-velocity", "--num-envs", "2",
+                 "--steps", "3", "--rounds", "1", "--threads", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["task"] for r in results] == ["hopper", "go1-velocity"]
+    for r in results:
+        assert r["rollout_equals_cleared_loop"] and r["batch_warm_equals_persistent_mj_step"]
+        assert r["batch_cold_equals_rollout"]
+        its = r["solver_iterations_per_physics_step"]
+        assert 0 < its["warm_start_carried"] <= r["model_solver_iterations"]
+        assert set(r["one_control_step_error_vs_converged_solve"]) == {"carried", "cleared", "mean_max_abs_qvel"}

@@ -3,7 +3,8 @@
 Each benchmark is a module ``simrl.cli.bench.NAME`` with a ``Config`` dataclass (its options)
 and ``run(config) -> int``, listed in :data:`BENCHES`. Benchmarks compose other commands (they
 train pools of checkpoints with ``simrl train``), so they live with the command line. Benchmarks print ratios
-against a baseline measured in the same run, so their numbers mean the same on any machine.
+against baselines measured in the same run with the same threads; a ratio still depends on the
+machine (core count, load: the JSONs record both), so re-run it where it matters.
 """
 
 from __future__ import annotations
