@@ -7,13 +7,16 @@ matched resources, all measured in the same run:
 * Gymnasium ``AsyncVectorEnv`` with N worker processes sharing the envs, and ``SyncVectorEnv``
   (one thread, against simrl at one thread), over Gymnasium's native env where one exists
   (``Hopper-v5``), else simrl's single-world Gymnasium env;
-* bare ``mujoco.rollout`` physics on the same per-world models with N threads (the physics
-  limit: no observations, rewards, resets or tensors).
+* bare ``mujoco.rollout`` physics on the same per-world models with N threads, replaying the
+  states and controls the batched env stepped (the physics limit: no observations, rewards,
+  resets or arrays).
 
 All step uniform random actions (simrl and the Gymnasium baselines replay one sequence; EnvPool
-draws its own from the same distribution). Each contender is measured ``--rounds`` times,
-interleaved, and the best round is kept, which damps noise from other processes; the JSON
-records the load average. One-line re-run of the README's figures on an idle machine:
+draws its own from the same distribution); simrl is timed through its numpy core
+(``step_numpy``, as EnvPool and Gymnasium return numpy). simrl, the physics limit and EnvPool
+are measured ``--rounds`` times, interleaved, then SyncVectorEnv and AsyncVectorEnv ``--rounds``
+times each (both at once do not fit in memory with 256 go1 envs); the best round of each is
+kept, which damps noise from other processes, and the JSON records the load average. One-line re-run of the README's figures on an idle machine:
 ``simrl bench envs --task go1-velocity --envpool-python /work/venvs/envpool/bin/python --json docs/results/bench_envs_go1.json``.
 """
 
@@ -58,7 +61,6 @@ def measure(cfg: Config) -> dict:
     info = machine_info(threads)
     n, steps = cfg.num_envs, cfg.steps
     env_n = envs.make(cfg.task, n, dr=cfg.dr, seed=0, nthread=threads)
-    env_1 = envs.make(cfg.task, n, dr=cfg.dr, seed=0, nthread=1)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, n, env_n.action_size))
     base = baselines.baseline_name(cfg.task)
 
@@ -69,41 +71,53 @@ def measure(cfg: Config) -> dict:
             env.step_numpy(a)
         return n * steps / (time.perf_counter() - t)
 
+    # The physics limit replays the very states and controls the batched env stepped (its resets
+    # included): open-loop physics from one start would simulate fallen robots instead.
+    inputs: list[tuple[np.ndarray, np.ndarray]] = []
+    step_physics = env_n.physics.step
+
+    def recording(state, control):
+        inputs.append((state.copy(), control.copy()))
+        return step_physics(state, control)
+
+    env_n.physics.step = recording
+    batched(env_n)
+    del env_n.physics.step  # back to the class's method
+
     def bare() -> float:
-        env = env_n
-        env.reset_numpy(seed=0)
-        state, control = env.state.copy(), env.control.copy()
-        ctrls = [env.task.action_to_ctrl(a, env.robot_state, {k: v.copy() for k, v in env.task_state.items()})
-                 for a in actions]
         t = time.perf_counter()
-        for c in ctrls:
-            control[:, :env.model.nu] = c
-            state = env.physics.step(state, control)[0].copy()
+        for state, control in inputs:
+            step_physics(state, control)
         return n * steps / (time.perf_counter() - t)
 
-    sync = gymnasium.vector.SyncVectorEnv(
-        [lambda i=i: baselines.single_env(cfg.task, i, cfg.dr) for i in range(n)],
-        autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    # simrl at one thread: the same worlds (models are large: go1 12 MB each) on a 1-thread pool
+    one = type(env_n.physics)(env_n.models, env_n.task.substeps, env_n.ncontrol,
+                              env_n.physics.control_spec, 1)
+
+    def batched_1thread() -> float:
+        many, env_n.physics = env_n.physics, one
+        try:
+            return batched(env_n)
+        finally:
+            env_n.physics = many
+
     workers = min(threads, n)
     if n % workers:
         raise ValueError(f"--num-envs {n} must be a multiple of --threads {workers} "
                          "(the AsyncVectorEnv workers share the envs evenly)")
-    async_env = baselines.make_async(cfg.task, n, workers, seed=0, dr=cfg.dr)
     baseline_actions = actions[:cfg.baseline_steps].astype(np.float32)
 
-    def sync_rate() -> float:
-        sync.reset(seed=0)
+    def vector_rate(vec, shape: tuple[int, ...]) -> float:
+        vec.reset(seed=0)
         t = time.perf_counter()
         for a in baseline_actions:
-            sync.step(a)
+            vec.step(a.reshape(shape))
         return n * len(baseline_actions) / (time.perf_counter() - t)
 
-    def async_rate() -> float:
-        async_env.reset(seed=0)
-        t = time.perf_counter()
-        for a in baseline_actions:
-            async_env.step(a.reshape(workers, n // workers, -1))
-        return n * len(baseline_actions) / (time.perf_counter() - t)
+    def sync_env():
+        return gymnasium.vector.SyncVectorEnv(
+            [lambda i=i: baselines.single_env(cfg.task, i, cfg.dr) for i in range(n)],
+            autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
 
     envpool: dict = {"error": "no --envpool-python given (set-up: see README, Benchmarks)"}
 
@@ -119,21 +133,28 @@ def measure(cfg: Config) -> dict:
             envpool = r
         return r["steps_per_s"]
 
-    contenders = {"simrl": lambda: batched(env_n), "simrl_1thread": lambda: batched(env_1),
-                  "bare_rollout": bare, "envpool": envpool_rate, "async_vector_env": async_rate,
-                  "sync_vector_env": sync_rate}
+    contenders = {"simrl": lambda: batched(env_n), "simrl_1thread": batched_1thread,
+                  "bare_rollout": bare, "envpool": envpool_rate}
     best = dict.fromkeys(contenders, 0.0)
     for _ in range(cfg.rounds):
         for name, fn in contenders.items():
             best[name] = max(best[name], fn())
-    for e in (env_n, env_1, sync, async_env):
-        e.close()
+    # The Gymnasium baselines one after the other, each for all rounds: 256 single go1 envs take
+    # 11.5 GB per copy, so both copies next to simrl's worlds do not fit in 24 GB.
+    for name, make, shape in (("sync_vector_env", sync_env, (n, -1)),
+                              ("async_vector_env", lambda: baselines.make_async(cfg.task, n, workers, 0, cfg.dr),
+                               (workers, n // workers, -1))):
+        vec = make()
+        best[name] = max(vector_rate(vec, shape) for _ in range(cfg.rounds))
+        vec.close()
+    one.close()
+    env_n.close()
 
     rows = {
         "simrl": {"steps_per_s": best["simrl"], "threads": threads, "what": "simrl batched env"},
         "simrl_1thread": {"steps_per_s": best["simrl_1thread"], "threads": 1, "what": "simrl batched env"},
         "bare_rollout": {"steps_per_s": best["bare_rollout"], "threads": threads,
-                         "what": "bare mujoco.rollout on the same models (physics limit)"},
+                         "what": "bare mujoco.rollout, same models, states and controls (physics limit)"},
         "envpool": ({"steps_per_s": envpool["steps_per_s"], "threads": threads,
                      "what": f"EnvPool {envpool['envpool_version']} {envpool['env_id']}"}
                     if "steps_per_s" in envpool else {"steps_per_s": None, "threads": threads,
