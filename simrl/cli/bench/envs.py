@@ -23,6 +23,7 @@ kept, which damps noise from other processes, and the JSON records the load aver
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import gc
 import json
 import os
 import time
@@ -147,6 +148,8 @@ def measure(cfg: Config) -> dict:
         vec = make()
         best[name] = max(vector_rate(vec, shape) for _ in range(cfg.rounds))
         vec.close()
+        del vec  # free the envs before the next baseline is built
+        gc.collect()
     one.close()
     env_n.close()
 
