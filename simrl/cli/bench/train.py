@@ -161,7 +161,9 @@ def measure(c: Config) -> dict:
                        "what": "rsl_rl PPO (OnPolicyRunner), same batched env"},
         "sb3_ppo_processes": {"steps_per_s": best["sb3_ppo_processes"], "threads": threads,
                               "workers": min(threads, c.num_envs),
-                              "what": f"SB3 PPO + VecNormalize, worker processes over {base}"},
+                              "what": (f"SB3 PPO + VecNormalize, {min(threads, c.num_envs)} worker processes over {base}"
+                                       if min(threads, c.num_envs) > 1
+                                       else f"SB3 PPO + VecNormalize, DummyVecEnv over {base}")},
         "simrl_ppo_1thread": {"steps_per_s": best["simrl_ppo_1thread"], "threads": 1,
                               "what": "simrl PPO, batched env"},
         "sb3_ppo_dummy": {"steps_per_s": best["sb3_ppo_dummy"], "threads": 1,
