@@ -60,7 +60,10 @@ class EpisodeBatch:
 
 
 class _RolloutPhysics:
-    """Steps all worlds with ``mujoco.rollout`` in a persistent C thread pool."""
+    """Steps all worlds with ``mujoco.rollout`` in a persistent C thread pool. Each call starts
+    with a zero solver warm start; carrying it (as a persistent ``mj_step`` loop does) changes
+    neither solver iterations nor the error against a converged solve (``simrl bench warmstart``,
+    docs/results/warmstart.json)."""
 
     def __init__(self, models: list[mujoco.MjModel], substeps: int, ncontrol: int,
                  control_spec: int, nthread: int):

@@ -3,7 +3,8 @@
 Each benchmark is a module ``simrl.cli.bench.NAME`` with a ``Config`` dataclass (its options)
 and ``run(config) -> int``, listed in :data:`BENCHES`. Benchmarks compose other commands (they
 train pools of checkpoints with ``simrl train``), so they live with the command line. Benchmarks print ratios
-against a baseline measured in the same run, so their numbers mean the same on any machine.
+against baselines measured in the same run with the same threads; a ratio still depends on the
+machine (core count, load: the JSONs record both), so re-run it where it matters.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from simrl.cli import command, parse
 
 # name -> one-line description
 BENCHES = {
-    "envs": "control steps/s of the batched env vs Gymnasium SyncVectorEnv and bare mujoco.rollout",
-    "train": "env steps/s of simrl PPO vs Stable-Baselines3 PPO on the same task",
+    "envs": "control steps/s of the batched env vs EnvPool, Gymnasium Async/SyncVectorEnv and bare mujoco.rollout, matched threads",
+    "train": "env steps/s of simrl PPO vs rsl_rl and Stable-Baselines3 PPO, matched threads; learning curves",
+    "warmstart": "solver warm start carried between control steps or not: iterations, fidelity, speed",
     "dr": "solved fraction of a dynamics grid: no randomization vs uniform vs DORAEMON",
     "residual": "success of a scripted base before and after residual RL (panda-push pusher)",
     "rank": "checkpoint ranking (VSDR vs sim-only vs OOD-only) against returns on a reality proxy; scoring speed",

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+
+from simrl.cli.bench.machine import command, cpu_name, versions
 
 
 @dataclass
@@ -184,34 +184,19 @@ def mjlab_env(num_envs: int, steps: int, device: Any) -> dict:
         return {"measured": False, "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {"python": platform.python_version()}
-    for name in ("mujoco", "mujoco-warp", "warp-lang", "torch", "mjlab"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _command() -> str:
-    """The command line this process runs (``simrl ...`` however it was started)."""
-    args = sys.argv[1:]
-    return "simrl " + " ".join(args) if args[:1] == ["bench"] else " ".join(sys.argv)
+def _versions() -> dict[str, str | None]:
+    return {"python": platform.python_version(),
+            **versions(("mujoco", "mujoco-warp", "warp-lang", "torch", "mjlab"))}
 
 
 def _machine(device: Any) -> dict:
     import torch
-    from simrl.cli.bench.machine import cpu_name
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
     return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "gpu": gpu,
             "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())}
 
 
 def run(args: Config) -> int:
-    import torch
-
     from envs.tasks import make_task
     from simrl.train import check_backend, resolve_device
     check_backend("warp", args.task)
@@ -242,7 +227,7 @@ def run(args: Config) -> int:
     result = {"task": task.name, "substeps": task.substeps, "dr": args.dr, "device": str(device),
               "smoke": args.smoke, "steps": steps, "rounds": args.rounds,
               "machine": _machine(device), "versions": _versions(),
-              "command": _command(),
+              "command": command(),
               "note": ("timings on a shared machine are noisy; see load_average" if device.type == "cpu"
                        else "one GPU, CUDA graphs for the substep loop"),
               "results": rows}
@@ -263,7 +248,7 @@ def run_envs(task_name: str, num_envs: int, steps: int, rounds: int, dr: str, js
     env = warp_env(task, num_envs, steps, rounds, device, dr)
     r = {"task": task.name, "num_envs": num_envs, "dr": dr, "substeps": task.substeps, "backend": "warp",
          "device": str(device), "bare_physics": limit, "env": env, "machine": _machine(device),
-         "versions": _versions(), "command": _command(),
+         "versions": _versions(), "command": command(),
          "fraction_of_physics_limit": env["control_steps_per_s"] / limit["control_steps_per_s"]}
     print(f"task {task.name}, {num_envs} worlds on {device} (MuJoCo Warp), dr={dr}, {task.substeps} "
           f"physics steps per control step")
@@ -286,7 +271,7 @@ def run_train(task_name: str, num_envs: int, num_steps: int, hidden: tuple[int, 
     env = warp_env(task, num_envs, num_steps * iterations, rounds, device, "none", num_steps)
     train = warp_train(task, num_envs, num_steps, iterations, rounds, device, "none", hidden)
     r = {"task": task.name, "num_envs": num_envs, "backend": "warp", "device": str(device), "env": env,
-         "train": train, "machine": _machine(device), "versions": _versions(), "command": _command(),
+         "train": train, "machine": _machine(device), "versions": _versions(), "command": command(),
          "train_fraction_of_env": train["env_steps_per_s"] / env["control_steps_per_s"]}
     print(f"task {task.name}, {num_envs} worlds x {num_steps} steps per iteration on {device} (MuJoCo Warp)")
     print(f"  simrl PPO              {train['env_steps_per_s']:>10,.0f} env steps/s")

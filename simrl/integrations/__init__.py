@@ -1,0 +1,1 @@
+"""Adapters that let other RL libraries train on simrl's batched envs (``rsl_rl``)."""
