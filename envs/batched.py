@@ -25,7 +25,7 @@ from envs.randomization import ParameterSpace, ParamRange, make_ranges
 from envs.distributions import Distribution, Fixed, RandomizationError, Uniform
 from simrl.core.robot_state import RobotState
 from envs.tasks import Task
-from envs.wrappers import Step, VecEnv, to_numpy
+from envs.wrappers import SimEnv, Step, to_numpy
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -115,6 +115,25 @@ class _SerialPhysics:
         pass
 
 
+def max_delay_steps(space: ParameterSpace, task: Task, kind: str) -> int:
+    """The largest delay (whole control steps) a ``latency``-like kind of ``space`` can draw."""
+    high = space.high[space.env_index[kind]]
+    if high.size and high.max() > task.cfg.max_episode_steps:
+        raise RandomizationError(f"{kind}: high {high.max():g} control steps is longer than an "
+                                 f"episode ({task.cfg.max_episode_steps} steps); {kind} is "
+                                 "counted in whole control steps")
+    return int(np.ceil(high.max())) if high.size else 0
+
+
+def command_draws(task: Task, seed: int, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """New commands and resample intervals for ``n`` worlds at control step ``step`` (counted
+    from the last reset), from a generator seeded ``(seed, step)``: the worlds whose command
+    timer ran out take their rows, so every backend draws the same commands (the warp env draws
+    them ahead in blocks, not knowing which worlds will be due)."""
+    rng = np.random.default_rng([seed, step])
+    return task.sample_commands(rng, n), task.command_resample_steps(rng, n)
+
+
 def reset_record(task: Task) -> tuple[RobotState, dict[str, np.ndarray]]:
     """The robot-state record and task state of one world at a reset, without physics (zero
     sensor data): which fields a task's record has."""
@@ -155,7 +174,7 @@ def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
     return ranges, dr
 
 
-class BatchedEnv(VecEnv):
+class BatchedEnv(SimEnv):
     """``num_envs`` randomized worlds of one task with auto-reset.
 
     ``step`` returns ``(obs, reward, terminated, truncated, info)``. ``info["episodes"]`` is an
@@ -164,7 +183,7 @@ class BatchedEnv(VecEnv):
     finished worlds; the returned ``obs`` of those rows already belongs to the next episode).
     ``info["metrics"]`` holds the step's per-world task metrics (before any reset). Tasks whose
     :meth:`~envs.tasks.base.Task.command_resample_steps` says so get new commands during the
-    episode.
+    episode (drawn by :func:`command_draws`).
     """
 
     def __init__(self, task: Task, num_envs: int, device: Any = "cpu",
@@ -205,14 +224,15 @@ class BatchedEnv(VecEnv):
         else:
             raise ValueError(f"unknown physics backend {physics!r}: use 'rollout' or 'serial'")
 
-        self.max_latency = self._max_steps("latency")
+        self.max_latency = max_delay_steps(self.space, task, "latency")
         # observation latency: the record the policy sees is built from the physics state and
         # sensors of obs_latency steps ago (command and last action are current)
-        self.max_obs_latency = self._max_steps("obs_latency")
+        self.max_obs_latency = max_delay_steps(self.space, task, "obs_latency")
         self.meas_history = (np.zeros((n, self.max_obs_latency + 1, self.nstate + m.nsensordata))
                              if self.max_obs_latency else None)
         self.obs_latency = np.zeros(n, dtype=np.int64)
         self.command_timer = np.full(n, np.inf)  # control steps until a world's next command draw
+        self.step_count = 0                      # control steps since the last reset (command draws)
         self.state = np.zeros((n, self.nstate))
         self.sensordata = np.zeros((n, m.nsensordata))
         self.ctrl_history = np.zeros((n, self.max_latency + 1, m.nu))
@@ -235,15 +255,6 @@ class BatchedEnv(VecEnv):
         self._rs: RobotState | None = None
         # (n, 3) world-frame force on the root body, applied each step (needs external_forces=True).
         self.external_force: np.ndarray | None = None
-
-    def _max_steps(self, kind: str) -> int:
-        """The largest delay (whole control steps) a ``latency``-like kind can draw."""
-        high = self.space.high[self.space.env_index[kind]]
-        if high.size and high.max() > self.task.cfg.max_episode_steps:
-            raise RandomizationError(f"{kind}: high {high.max():g} control steps is longer than an "
-                                     f"episode ({self.task.cfg.max_episode_steps} steps); {kind} is "
-                                     "counted in whole control steps")
-        return int(np.ceil(high.max())) if high.size else 0
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -269,6 +280,7 @@ class BatchedEnv(VecEnv):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
             self.seed = seed
+        self.step_count = 0
         self._reset_worlds(self._arange)
         self._rs = self._make_robot_state()
         return self._observe(self._rs)
@@ -351,6 +363,7 @@ class BatchedEnv(VecEnv):
         if self.meas_history is not None:
             self.meas_history[...] = self._measurements(self._arange)[:, None]
         self.command_timer[...] = np.inf  # a replay keeps the given commands
+        self.step_count = 0
         self.obs_noise[...] = sp.env_values(params, "obs_noise")
         self.action_noise[...] = sp.env_values(params, "action_noise")
         self.push_force[...] = sp.env_values(params, "push")
@@ -399,6 +412,7 @@ class BatchedEnv(VecEnv):
         if self._rs is None:
             raise RuntimeError("call reset() before step()")
         task, n = self.task, self.num_envs
+        self.step_count += 1
         a = self._check_action(action)
         applied = a
         if self.action_noise.any():
@@ -463,9 +477,9 @@ class BatchedEnv(VecEnv):
         due = live & (self.command_timer <= 0)
         if not due.any():
             return False
-        k = int(due.sum())
-        self.task_state["command"][due] = self.task.sample_commands(self.rng, k)
-        self.command_timer[due] = self.task.command_resample_steps(self.rng, k)
+        commands, steps = command_draws(self.task, self.seed, self.step_count, self.num_envs)
+        self.task_state["command"][due] = commands[due]
+        self.command_timer[due] = steps[due]
         return True
 
     def _write_forces(self) -> None:
