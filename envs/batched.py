@@ -127,9 +127,9 @@ def max_delay_steps(space: ParameterSpace, task: Task, kind: str) -> int:
 
 def command_draws(task: Task, seed: int, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """New commands and resample intervals for ``n`` worlds at control step ``step`` (counted
-    from the last reset), from a generator seeded ``(seed, step)``: the worlds whose command
-    timer ran out take their rows, so every backend draws the same commands (the warp env draws
-    them ahead in blocks, not knowing which worlds will be due)."""
+    from the env's construction or last ``reset(seed)``), from a generator seeded ``(seed,
+    step)``: the worlds whose command timer ran out take their rows, so every backend draws the
+    same commands (the warp env draws them ahead in blocks, not knowing which worlds are due)."""
     rng = np.random.default_rng([seed, step])
     return task.sample_commands(rng, n), task.command_resample_steps(rng, n)
 
@@ -232,7 +232,7 @@ class BatchedEnv(SimEnv):
                              if self.max_obs_latency else None)
         self.obs_latency = np.zeros(n, dtype=np.int64)
         self.command_timer = np.full(n, np.inf)  # control steps until a world's next command draw
-        self.step_count = 0                      # control steps since the last reset (command draws)
+        self.step_count = 0                      # control steps since the last seeding (command draws)
         self.state = np.zeros((n, self.nstate))
         self.sensordata = np.zeros((n, m.nsensordata))
         self.ctrl_history = np.zeros((n, self.max_latency + 1, m.nu))
@@ -280,7 +280,7 @@ class BatchedEnv(SimEnv):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
             self.seed = seed
-        self.step_count = 0
+            self.step_count = 0
         self._reset_worlds(self._arange)
         self._rs = self._make_robot_state()
         return self._observe(self._rs)
@@ -363,7 +363,6 @@ class BatchedEnv(SimEnv):
         if self.meas_history is not None:
             self.meas_history[...] = self._measurements(self._arange)[:, None]
         self.command_timer[...] = np.inf  # a replay keeps the given commands
-        self.step_count = 0
         self.obs_noise[...] = sp.env_values(params, "obs_noise")
         self.action_noise[...] = sp.env_values(params, "action_noise")
         self.push_force[...] = sp.env_values(params, "push")

@@ -159,7 +159,7 @@ class WarpEnv(SimEnv):
         self.meas_history = (self._zeros(n, self.max_obs_latency + 1, m.nq + m.nv + m.nsensordata)
                              if self.max_obs_latency else None)
         self.command_timer = torch.full((n,), float("inf"), dtype=dt, device=self.device)
-        self.step_count = 0                 # control steps since the last reset (command draws)
+        self.step_count = 0                 # control steps since the last seeding (command draws)
         self._commands: tuple[int, Any, Any] | None = None   # (first step, commands, timers)
         self.obs_noise, self.action_noise, self.push_force = (self._zeros(n) for _ in range(3))
         self.push_phase = self._zeros(n, dtype=torch.long)
@@ -338,7 +338,7 @@ class WarpEnv(SimEnv):
             self.rng = np.random.default_rng(seed)
             self.generator.manual_seed(seed)
             self.seed = seed
-        self.step_count = 0
+            self.step_count = 0
         self._starts = self._commands = None
         self._records.clear()
         every = self.torch.ones(self.num_envs, dtype=self.torch.bool, device=self.device)

@@ -55,6 +55,8 @@ def _run_parity(task, steps: int, action_scale: float, n: int = 4, dr="none") ->
             np.testing.assert_allclose(warp.task_state[key].numpy(), value, atol=1e-6, err_msg=key)
         for key, value in info_cpu["metrics"].items():
             np.testing.assert_allclose(info_warp["metrics"][key].numpy(), value, atol=REWARD_TOL, err_msg=key)
+    if cpu.max_obs_latency:     # the delay is visible: the observation is not the current record's
+        assert np.abs(obs_cpu.numpy() - task.observation(cpu.robot_state)).max() > 0.1
     return steps
 
 
