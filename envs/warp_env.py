@@ -84,7 +84,8 @@ class WarpEnv(SimEnv):
 
     The interface of :class:`~envs.batched.BatchedEnv` (``step`` returns ``(obs, reward,
     terminated, truncated, info)``, ``info["episodes"]``, ``info["final_obs"]``,
-    ``info["metrics"]``, ``robot_state``, ``params``, ``set_distribution``), on torch tensors on ``device``.
+    ``info["metrics"]``, ``robot_state``, ``params``, ``set_distribution``), on torch tensors on
+    ``device``.
     ``start_block``: control steps of start states drawn per host upload; ``graph``: capture the
     substep loop as a CUDA graph (None: on CUDA devices).
     """
