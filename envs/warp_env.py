@@ -258,7 +258,8 @@ class WarpEnv(SimEnv):
         uploaded at once."""
         t = self.step_count
         if self._commands is None or not 0 <= t - self._commands[0] < self.start_block:
-            draws = [command_draws(self.task, self.seed, t + j, self.num_envs) for j in range(self.start_block)]
+            draws = [command_draws(self.task, self.seed, t + j, self.num_envs)
+                     for j in range(self.start_block)]
             dt = self.qpos.dtype
             self._commands = (t, self._upload(np.stack([c for c, _ in draws]), dt),
                               self._upload(np.stack([s for _, s in draws]), dt))
