@@ -25,7 +25,7 @@ from envs.randomization import ParameterSpace, ParamRange, make_ranges
 from envs.distributions import Distribution, Fixed, RandomizationError, Uniform
 from simrl.core.robot_state import RobotState
 from envs.tasks import Task
-from envs.wrappers import Step, VecEnv, to_numpy
+from envs.wrappers import SimEnv, Step, to_numpy
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -118,6 +118,25 @@ class _SerialPhysics:
         pass
 
 
+def max_delay_steps(space: ParameterSpace, task: Task, kind: str) -> int:
+    """The largest delay (whole control steps) a ``latency``-like kind of ``space`` can draw."""
+    high = space.high[space.env_index[kind]]
+    if high.size and high.max() > task.cfg.max_episode_steps:
+        raise RandomizationError(f"{kind}: high {high.max():g} control steps is longer than an "
+                                 f"episode ({task.cfg.max_episode_steps} steps); {kind} is "
+                                 "counted in whole control steps")
+    return int(np.ceil(high.max())) if high.size else 0
+
+
+def command_draws(task: Task, seed: int, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """New commands and resample intervals for ``n`` worlds at control step ``step`` (counted
+    from the env's construction or last ``reset(seed)``), from a generator seeded ``(seed,
+    step)``: the worlds whose command timer ran out take their rows, so every backend draws the
+    same commands (the warp env draws them ahead in blocks, not knowing which worlds are due)."""
+    rng = np.random.default_rng([seed, step])
+    return task.sample_commands(rng, n), task.command_resample_steps(rng, n)
+
+
 def reset_record(task: Task) -> tuple[RobotState, dict[str, np.ndarray]]:
     """The robot-state record and task state of one world at a reset, without physics (zero
     sensor data): which fields a task's record has."""
@@ -158,7 +177,7 @@ def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
     return ranges, dr
 
 
-class BatchedEnv(VecEnv):
+class BatchedEnv(SimEnv):
     """``num_envs`` randomized worlds of one task with auto-reset.
 
     ``step`` returns ``(obs, reward, terminated, truncated, info)``. ``info["episodes"]`` is an
@@ -167,7 +186,7 @@ class BatchedEnv(VecEnv):
     finished worlds; the returned ``obs`` of those rows already belongs to the next episode).
     ``info["metrics"]`` holds the step's per-world task metrics (before any reset). Tasks whose
     :meth:`~envs.tasks.base.Task.command_resample_steps` says so get new commands during the
-    episode.
+    episode (drawn by :func:`command_draws`).
     """
 
     def __init__(self, task: Task, num_envs: int, device: Any = "cpu",
@@ -208,14 +227,15 @@ class BatchedEnv(VecEnv):
         else:
             raise ValueError(f"unknown physics backend {physics!r}: use 'rollout' or 'serial'")
 
-        self.max_latency = self._max_steps("latency")
+        self.max_latency = max_delay_steps(self.space, task, "latency")
         # observation latency: the record the policy sees is built from the physics state and
         # sensors of obs_latency steps ago (command and last action are current)
-        self.max_obs_latency = self._max_steps("obs_latency")
+        self.max_obs_latency = max_delay_steps(self.space, task, "obs_latency")
         self.meas_history = (np.zeros((n, self.max_obs_latency + 1, self.nstate + m.nsensordata))
                              if self.max_obs_latency else None)
         self.obs_latency = np.zeros(n, dtype=np.int64)
         self.command_timer = np.full(n, np.inf)  # control steps until a world's next command draw
+        self.step_count = 0                      # control steps since the last seeding (command draws)
         self.state = np.zeros((n, self.nstate))
         self.sensordata = np.zeros((n, m.nsensordata))
         self.ctrl_history = np.zeros((n, self.max_latency + 1, m.nu))
@@ -244,15 +264,6 @@ class BatchedEnv(VecEnv):
         self.state_correction: Callable[[RobotState, np.ndarray, np.ndarray, np.ndarray],
                                         tuple[np.ndarray, np.ndarray]] | None = None
 
-    def _max_steps(self, kind: str) -> int:
-        """The largest delay (whole control steps) a ``latency``-like kind can draw."""
-        high = self.space.high[self.space.env_index[kind]]
-        if high.size and high.max() > self.task.cfg.max_episode_steps:
-            raise RandomizationError(f"{kind}: high {high.max():g} control steps is longer than an "
-                                     f"episode ({self.task.cfg.max_episode_steps} steps); {kind} is "
-                                     "counted in whole control steps")
-        return int(np.ceil(high.max())) if high.size else 0
-
     # -- properties --------------------------------------------------------------------------
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -277,6 +288,7 @@ class BatchedEnv(VecEnv):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
             self.seed = seed
+            self.step_count = 0
         self._reset_worlds(self._arange)
         self._rs = self._make_robot_state()
         return self._observe(self._rs)
@@ -407,6 +419,7 @@ class BatchedEnv(VecEnv):
         if self._rs is None:
             raise RuntimeError("call reset() before step()")
         task, n = self.task, self.num_envs
+        self.step_count += 1
         a = self._check_action(action)
         applied = a
         if self.action_noise.any():
@@ -474,9 +487,9 @@ class BatchedEnv(VecEnv):
         due = live & (self.command_timer <= 0)
         if not due.any():
             return False
-        k = int(due.sum())
-        self.task_state["command"][due] = self.task.sample_commands(self.rng, k)
-        self.command_timer[due] = self.task.command_resample_steps(self.rng, k)
+        commands, steps = command_draws(self.task, self.seed, self.step_count, self.num_envs)
+        self.task_state["command"][due] = commands[due]
+        self.command_timer[due] = steps[due]
         return True
 
     def _write_forces(self) -> None:

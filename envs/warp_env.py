@@ -19,11 +19,19 @@ arrays (``wp.to_torch``: no copies), so on a GPU a control step never waits for 
   every ``episode_interval`` control steps (1: every step, as on CPU; the one small
   device-to-host copy per step of this env).
 
-Env-level randomization as on CPU: latency (whole control steps), observation and action
-noise, pushes, external forces (the H-infinity disturber). Not supported: tasks whose
-functions are not array-generic (``Task.array_generic``: panda-push), ``physics="serial"``,
-``start_from`` (system identification runs on CPU). Sensor data of a world that was just reset
-is its last episode's until the next step (no supported task reads sensors).
+Env-level randomization as on CPU: latency (whole control steps), observation latency (a
+device ring buffer of qpos, qvel and sensor data), observation and action noise, pushes,
+external forces (the H-infinity disturber). Per step as on CPU: commands redrawn during the
+episode (:func:`~envs.batched.command_draws`, drawn ahead on the host in blocks like the
+starts, so both backends draw the same commands), ``Task.update_task_state`` after the reward,
+``info["metrics"]`` (tensors; numpy from ``step_numpy``).
+
+Not supported: tasks whose functions are not array-generic (``Task.array_generic``:
+panda-push), ``physics="serial"``, ``start_from`` (system identification runs on CPU).
+Sensor data of a world that was just reset is its last episode's until the next step (the CPU
+env runs ``mj_forward`` at a reset): a reset record's sensor extras (go1-velocity's feet contact
+and velocity) and an observation-latency buffer's sensor part differ until then; no supported
+task's observation reads sensors.
 
 ``reset``/``step`` are the torch core (tensors on the env's device); ``reset_numpy`` /
 ``step_numpy`` copy to the host for the numpy wrappers (history, residual, privileged,
@@ -37,11 +45,11 @@ from typing import Any, Mapping
 import mujoco
 import numpy as np
 
-from envs.batched import EpisodeBatch, resolve_distribution
+from envs.batched import EpisodeBatch, command_draws, max_delay_steps, resolve_distribution
 from envs.distributions import Distribution, RandomizationError
 from envs.randomization import ParameterSpace
 from envs.tasks import Task
-from envs.wrappers import Step, VecEnv, step_to_numpy, to_numpy
+from envs.wrappers import SimEnv, Step, step_to_numpy, to_numpy
 from simrl.core.robot_state import RobotState
 
 INSTALL_HINT = "pip install 'simrl[warp]' (mujoco-warp)"
@@ -71,12 +79,13 @@ def _model_field(wm: Any, name: str) -> Any:
     return wm.opt.gravity if name == "gravity" else getattr(wm, name)
 
 
-class WarpEnv(VecEnv):
+class WarpEnv(SimEnv):
     """``num_envs`` randomized worlds of one task on MuJoCo Warp, with auto-reset.
 
     The interface of :class:`~envs.batched.BatchedEnv` (``step`` returns ``(obs, reward,
     terminated, truncated, info)``, ``info["episodes"]``, ``info["final_obs"]``,
-    ``robot_state``, ``params``, ``set_distribution``), on torch tensors on ``device``.
+    ``info["metrics"]``, ``robot_state``, ``params``, ``set_distribution``), on torch tensors on
+    ``device``.
     ``start_block``: control steps of start states drawn per host upload; ``graph``: capture the
     substep loop as a CUDA graph (None: on CUDA devices).
     """
@@ -109,11 +118,9 @@ class WarpEnv(VecEnv):
         if external_forces and self.root_body < 0:
             raise ValueError(f"task {task.name} has no root body for external forces")
         self.use_xfrc = self.has_push or external_forces
-        latency = self.space.high[self.space.env_index["latency"]]
-        if latency.size and latency.max() > task.cfg.max_episode_steps:
-            raise RandomizationError(f"latency: high {latency.max():g} control steps is longer than an "
-                                     f"episode ({task.cfg.max_episode_steps} steps)")
-        self.max_latency = int(np.ceil(latency.max())) if latency.size else 0
+        self.max_latency = max_delay_steps(self.space, task, "latency")
+        self.max_obs_latency = max_delay_steps(self.space, task, "obs_latency")
+        self.resample_commands = task.command_resample_steps(np.random.default_rng(0), 1) is not None
 
         # -- Warp model and data: randomized fields batched over worlds --------------------------
         n = num_envs
@@ -148,6 +155,13 @@ class WarpEnv(VecEnv):
                         for f, v in self.space._nominal_fields.items()}
         self.param_values = self._zeros(n, self.space.dim, dtype=torch.float64)   # (n, d) on the device
         self.latency = self._zeros(n, dtype=torch.long)
+        self.obs_latency = self._zeros(n, dtype=torch.long)
+        # (n, obs latency + 1, nq + nv + nsensordata): measurements of the last steps, newest first
+        self.meas_history = (self._zeros(n, self.max_obs_latency + 1, m.nq + m.nv + m.nsensordata)
+                             if self.max_obs_latency else None)
+        self.command_timer = torch.full((n,), float("inf"), dtype=dt, device=self.device)
+        self.step_count = 0                 # control steps since the last seeding (command draws)
+        self._commands: tuple[int, Any, Any] | None = None   # (first step, commands, timers)
         self.obs_noise, self.action_noise, self.push_force = (self._zeros(n) for _ in range(3))
         self.push_phase = self._zeros(n, dtype=torch.long)
         self.push_dir = self._zeros(n, 2)
@@ -214,8 +228,11 @@ class WarpEnv(VecEnv):
         params = self.space.check(self.distribution.sample(k, self.rng))
         init = task.reset(self.rng, k)
         sp = self.space
+        steps = task.command_resample_steps(self.rng, k)     # the CPU env's draw order
         host = {"params": params, "qpos": init.qpos, "qvel": init.qvel, "ctrl": init.ctrl,
+                "command_timer": np.full(k, np.inf) if steps is None else steps,
                 "latency": np.rint(sp.env_values(params, "latency")),
+                "obs_latency": np.rint(sp.env_values(params, "obs_latency")),
                 "obs_noise": sp.env_values(params, "obs_noise"),
                 "action_noise": sp.env_values(params, "action_noise"),
                 "push": sp.env_values(params, "push"),
@@ -224,18 +241,38 @@ class WarpEnv(VecEnv):
         out = {}
         for key, v in host.items():
             # parameter vectors stay float64: DORAEMON's densities need them inside their bounds
-            dtype = {"latency": torch.long, "push_phase": torch.long, "params": torch.float64}.get(key, self.qpos.dtype)
-            t = torch.as_tensor(np.asarray(v)).to(dtype)
-            if self.device.type == "cuda":       # pinned: the upload does not wait for the GPU
-                t = t.pin_memory().to(self.device, non_blocking=True)
-            out[key] = t
+            dtype = {"latency": torch.long, "obs_latency": torch.long, "push_phase": torch.long,
+                     "params": torch.float64}.get(key, self.qpos.dtype)
+            out[key] = self._upload(v, dtype)
         return out
 
+    def _upload(self, v: Any, dtype: Any) -> Any:
+        t = self.torch.as_tensor(np.asarray(v)).to(dtype)
+        if self.device.type == "cuda":       # pinned: the upload does not wait for the GPU
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def _next_commands(self) -> tuple[Any, Any]:
+        """This step's new command and resample interval for every world (used where a world's
+        timer runs out): :func:`~envs.batched.command_draws` of ``start_block`` steps ahead,
+        uploaded at once."""
+        t = self.step_count
+        if self._commands is None or not 0 <= t - self._commands[0] < self.start_block:
+            draws = [command_draws(self.task, self.seed, t + j, self.num_envs)
+                     for j in range(self.start_block)]
+            dt = self.qpos.dtype
+            self._commands = (t, self._upload(np.stack([c for c, _ in draws]), dt),
+                              self._upload(np.stack([s for _, s in draws]), dt))
+        j = t - self._commands[0]
+        return self._commands[1][j], self._commands[2][j]
+
     def _next_starts(self) -> dict[str, Any]:
-        """This step's candidate start of every world (rows of the current block)."""
+        """This step's candidate start of every world (rows of the current block). Without
+        auto-reset only ``reset`` takes starts: one step's, drawn as the CPU env draws them."""
         n = self.num_envs
-        if self._starts is None or self._start_step >= self.start_block:
-            self._starts = self._draw_starts(n * self.start_block)
+        block = self.start_block if self.autoreset else 1
+        if self._starts is None or self._start_step >= block:
+            self._starts = self._draw_starts(n * block)
             self._start_step = 0
         j = self._start_step
         self._start_step += 1
@@ -262,6 +299,11 @@ class WarpEnv(VecEnv):
                 self.task_state[name] = torch.where(m, value, self.task_state[name])
         self.ctrl_history = torch.where(mask[:, None, None], s["ctrl"][:, None, :], self.ctrl_history)
         self.latency = torch.where(mask, s["latency"], self.latency)
+        self.obs_latency = torch.where(mask, s["obs_latency"], self.obs_latency)
+        self.command_timer = torch.where(mask, s["command_timer"], self.command_timer)
+        if self.meas_history is not None:
+            self.meas_history = torch.where(mask[:, None, None], self._measurements()[:, None],
+                                            self.meas_history)
         self.obs_noise = torch.where(mask, s["obs_noise"], self.obs_noise)
         self.action_noise = torch.where(mask, s["action_noise"], self.action_noise)
         self.push_force = torch.where(mask, s["push"], self.push_force)
@@ -298,7 +340,8 @@ class WarpEnv(VecEnv):
             self.rng = np.random.default_rng(seed)
             self.generator.manual_seed(seed)
             self.seed = seed
-        self._starts = None
+            self.step_count = 0
+        self._starts = self._commands = None
         self._records.clear()
         every = self.torch.ones(self.num_envs, dtype=self.torch.bool, device=self.device)
         self._apply_starts(every, self._next_starts())
@@ -313,7 +356,16 @@ class WarpEnv(VecEnv):
         return self.task.robot_state(self.qpos.clone(), self.qvel.clone(), self.sensordata.clone(),
                                      self.task_state, self.last_action.clone())
 
+    def _measurements(self) -> Any:
+        """qpos, qvel and sensor data of every world, side by side (observation latency)."""
+        return self.torch.cat([self.qpos, self.qvel, self.sensordata], dim=1)
+
     def _observe(self, rs: RobotState) -> Any:
+        if self.meas_history is not None:
+            m = self.model
+            past = self.meas_history[self._arange, self.obs_latency]
+            rs = self.task.robot_state(past[:, :m.nq], past[:, m.nq:m.nq + m.nv], past[:, m.nq + m.nv:],
+                                       self.task_state, self.last_action.clone())
         obs = self.task.observation(rs)
         if self._obs_noise_on:
             noise = self.torch.randn(obs.shape, generator=self.generator, device=self.device)
@@ -359,6 +411,7 @@ class WarpEnv(VecEnv):
         """One control step of every world; tensors in and out, on the device."""
         torch, task, n = self.torch, self.task, self.num_envs
         prev = self._require_reset()
+        self.step_count += 1
         a = torch.as_tensor(action, device=self.device).to(self.qpos.dtype)
         if a.shape != (n, self.action_size):
             raise ValueError(f"{task.name}: actions must have shape ({n}, {self.action_size}), "
@@ -376,6 +429,8 @@ class WarpEnv(VecEnv):
         if self.use_xfrc:
             self._write_forces()
         self._physics()
+        if self.meas_history is not None:
+            self.meas_history = torch.cat([self._measurements()[:, None], self.meas_history[:, :-1]], dim=1)
         self.last_action = a
         rs = self._make_robot_state()
         reward, terminated, metrics = task.reward(prev, rs, a, ctrl)
@@ -391,23 +446,38 @@ class WarpEnv(VecEnv):
         success = task.success(rs, self.ep_return, self.ep_length, self.metric_sums, terminated)
         final_obs = torch.where(done[:, None], task.observation(rs), 0.0)
         self._records.append((done, self.ep_return, self.ep_length, success, terminated, self.param_values))
-        info: dict[str, Any] = {"final_obs": final_obs}
+        task.update_task_state(rs, self.task_state)
+        if self.resample_commands:
+            self._redraw_commands(~done)
+        info: dict[str, Any] = {"final_obs": final_obs, "metrics": metrics}
         if len(self._records) >= self.episode_interval:
             batch = self._flush_episodes()
             if batch is not None:
                 info["episodes"] = batch
         if self.autoreset:
             self._apply_starts(done, self._next_starts())
-            rs = self._make_robot_state()
+        if self.autoreset or self.resample_commands:
+            rs = self._make_robot_state()    # the new starts and commands in the record
         self._rs = rs
         return self._observe(rs), reward, terminated, truncated, info
 
     def step_numpy(self, action: Any) -> Step:
         """The numpy step: ``final_obs`` only when an episode ended, as on CPU."""
         obs, reward, terminated, truncated, info = step_to_numpy(self.step(action))
+        info["metrics"] = {k: to_numpy(v) for k, v in info["metrics"].items()}
         if not (terminated | truncated).any():
             del info["final_obs"]
         return obs, reward, terminated, truncated, info
+
+    def _redraw_commands(self, live: Any) -> None:
+        """Counts down the command timers of the ``live`` worlds (bool (n,)); where one runs
+        out, the world takes this step's drawn command and interval (masked, no host sync)."""
+        torch = self.torch
+        self.command_timer = torch.where(live, self.command_timer - 1, self.command_timer)
+        due = live & (self.command_timer <= 0)
+        commands, steps = self._next_commands()
+        self.task_state["command"] = torch.where(due[:, None], commands, self.task_state["command"])
+        self.command_timer = torch.where(due, steps, self.command_timer)
 
     def _flush_episodes(self) -> EpisodeBatch | None:
         """The episodes that finished since the last read-back (one device-to-host copy)."""

@@ -101,6 +101,26 @@ class VecEnv:
         self.close()
 
 
+class SimEnv(VecEnv):
+    """The worlds of a physics backend (:class:`envs.batched.BatchedEnv` on MuJoCo's C threads,
+    :class:`envs.warp_env.WarpEnv` on MuJoCo Warp), under any wrappers: what evaluation and
+    training read besides the steps: ``task_state`` (commands ...), ``metric_sums``,
+    ``robot_state``, ``params``, ``rng``, ``space``. Wrappers reach it through ``.env``."""
+
+    task_state: dict[str, Any]
+    metric_sums: dict[str, Any]
+
+
+def unwrap(env: Any) -> SimEnv:
+    """The :class:`SimEnv` inside env wrappers (``.env`` chains)."""
+    inner = env
+    while not isinstance(inner, SimEnv):
+        if not hasattr(inner, "env"):
+            raise TypeError(f"cannot find a physics env (BatchedEnv, WarpEnv) inside {type(env).__name__}")
+        inner = inner.env
+    return inner
+
+
 class TaskView:
     """A wrapped task with other observation names; every ``NAME_spec`` keyword becomes an
     attribute that goes into the checkpoint (``policies.checkpoint.build_spec``)."""

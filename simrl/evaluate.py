@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 import envs
-from envs.wrappers import to_numpy
+from envs.wrappers import to_numpy, unwrap
 from envs.batched import BatchedEnv
 from envs.render import FrameRenderer, Mp4Writer, VideoConfig, draw_overlay, fmt, visual_model
 
@@ -66,8 +66,8 @@ class CommandSweep:
     def add(self, command: np.ndarray, metrics: dict[str, np.ndarray], live: np.ndarray) -> None:
         """One step: ``command`` (n, axes) before the step, the step's metrics, ``live`` (n,)
         the worlds whose episode is still counted."""
-        self.commands.append(np.asarray(command)[live])
-        self.errors.append(np.stack([np.asarray(metrics[f"{a}_error"])[live] for a in self.axes], axis=1))
+        self.commands.append(to_numpy(command)[live])
+        self.errors.append(np.stack([to_numpy(metrics[f"{a}_error"])[live] for a in self.axes], axis=1))
 
     def result(self, bins: int = 9) -> dict[str, Any]:
         """Per axis: the mean error over all steps, and per bin of commanded value its centre,
@@ -128,11 +128,11 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
         if wrap is not None:
             env = wrap(env)
         obs = env.reset()
-        base = _unwrap(env)
+        base = unwrap(env)
         finished = np.zeros(n, dtype=bool)
         with torch.inference_mode():
             while not finished.all():
-                command = base.task_state["command"].copy() if sweep is not None else None
+                command = to_numpy(base.task_state["command"]).copy() if sweep is not None else None
                 obs, _, _, _, info = env.step(policy(obs))
                 if sweep is not None:
                     sweep.add(command, info["metrics"], ~finished)
@@ -152,15 +152,6 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
     result = {k: np.asarray(v) for k, v in out.items()}
     result.update({k: np.asarray(v) for k, v in metrics.items()})
     return result
-
-
-def _unwrap(env: Any) -> BatchedEnv:
-    """The :class:`BatchedEnv` inside env wrappers (``.env`` chains)."""
-    while not isinstance(env, BatchedEnv):
-        if not hasattr(env, "env"):
-            raise TypeError(f"cannot find the BatchedEnv inside {type(env).__name__}")
-        env = env.env
-    return env
 
 
 def record_videos(policy: Callable[[Any], Any], task: Any, out_dir: Any, episodes: int = 3,
@@ -188,7 +179,7 @@ def record_videos(policy: Callable[[Any], Any], task: Any, out_dir: Any, episode
             env = BatchedEnv(task, 1, dr=dr, seed=seed + e, autoreset=False, physics="serial")
             if wrap is not None:
                 env = wrap(env)
-            base = _unwrap(env)
+            base = unwrap(env)
             path = Path(out_dir) / f"{prefix}-{e}.mp4"
             success: bool | None = None
             steps = 0

@@ -28,18 +28,19 @@ def _warp_env(*args, **kwargs):
     return WarpEnv(*args, **kwargs)
 
 
-def _run_parity(task, steps: int, action_scale: float, n: int = 4) -> int:
+def _run_parity(task, steps: int, action_scale: float, n: int = 4, dr="none") -> int:
     """Steps both backends from the same initial states with the same actions; returns the
-    number of control steps compared (up to the first episode end)."""
-    cpu = BatchedEnv(task, n, dr="none", seed=3)
-    warp = _warp_env(task, n, dr="none", seed=3, start_block=1)   # the CPU env's draws
+    number of control steps compared (up to the first episode end). Observations (with their
+    latency), commands (redrawn during the episode) and metrics agree too."""
+    cpu = BatchedEnv(task, n, dr=dr, seed=3)
+    warp = _warp_env(task, n, dr=dr, seed=3, start_block=1)   # the CPU env's draws
     obs_cpu, obs_warp = cpu.reset(), warp.reset()
     np.testing.assert_allclose(obs_warp.numpy(), obs_cpu.numpy(), atol=1e-6)
     rng = np.random.default_rng(0)
     for t in range(steps):
         a = torch.as_tensor(action_scale * rng.uniform(-1, 1, (n, task.action_size)), dtype=torch.float32)
-        _, r_cpu, te_cpu, tr_cpu, _ = cpu.step(a)
-        _, r_warp, te_warp, tr_warp, _ = warp.step(a)
+        obs_cpu, r_cpu, te_cpu, tr_cpu, info_cpu = cpu.step(a)
+        obs_warp, r_warp, te_warp, tr_warp, info_warp = warp.step(a)
         done_cpu, done_warp = te_cpu | tr_cpu, te_warp | tr_warp
         assert torch.equal(done_cpu, done_warp), f"step {t}: episode ends differ"
         if done_cpu.any():
@@ -49,6 +50,13 @@ def _run_parity(task, steps: int, action_scale: float, n: int = 4) -> int:
         np.testing.assert_allclose(warp.qvel.numpy(), cpu.state[:, cpu._qvel], atol=QVEL_TOL,
                                    err_msg=f"qvel at control step {t}")
         np.testing.assert_allclose(r_warp.numpy(), r_cpu.numpy(), atol=REWARD_TOL)
+        np.testing.assert_allclose(obs_warp.numpy(), obs_cpu.numpy(), atol=QVEL_TOL, err_msg=f"obs at {t}")
+        for key, value in cpu.task_state.items():
+            np.testing.assert_allclose(warp.task_state[key].numpy(), value, atol=1e-6, err_msg=key)
+        for key, value in info_cpu["metrics"].items():
+            np.testing.assert_allclose(info_warp["metrics"][key].numpy(), value, atol=REWARD_TOL, err_msg=key)
+    if cpu.max_obs_latency:     # the delay is visible: the observation is not the current record's
+        assert np.abs(obs_cpu.numpy() - task.observation(cpu.robot_state)).max() > 0.1
     return steps
 
 
@@ -63,10 +71,11 @@ def test_go1_parity_with_matched_converged_solver():
     the solver differently (C MuJoCo picks the better of warm start and unconstrained
     acceleration; Warp takes the warm start): a non-converged solve then differs by up to a few
     rad/s of joint velocity per step. With both solvers converged (50 iterations) the backends
-    agree to float32 precision over 300 physics steps."""
-    task = make_task("go1-velocity")
+    agree to float32 precision over 300 physics steps, with commands redrawn every 5-15 steps
+    (the same draws on both), feet air time advanced and observations 2 steps late."""
+    task = make_task("go1-velocity", command_resample_s=(0.1, 0.3))
     task.model.opt.iterations = task.model.opt.ls_iterations = 50
-    assert _run_parity(task, steps=60, action_scale=0.5) == 60
+    assert _run_parity(task, steps=60, action_scale=0.5, dr={"obs_latency": (2, 2)}) == 60
 
 
 def test_randomized_fields_reach_their_world_only():
@@ -233,3 +242,24 @@ def test_train_and_eval_commands_with_backend_warp(tmp_path, capsys):
     result = json.loads((tmp_path / "eval.json").read_text())
     result = result[0] if isinstance(result, list) else result
     assert result["episodes"] == 4 and (np.array(result["length"]["mean"]) <= 5).all()
+
+
+def test_command_sweep_on_warp_matches_cpu():
+    """``simrl eval``'s command sweep (run_episodes) on the warp backend: the same commands as on
+    CPU, step for step, and the same tracking errors with the solvers converged."""
+    pytest.importorskip("mujoco_warp")
+    from simrl.evaluate import CommandSweep, run_episodes
+
+    task = make_task("go1-velocity", max_episode_steps=12, command_resample_s=(0.1, 0.1))
+    task.model.opt.iterations = task.model.opt.ls_iterations = 50
+    stand = lambda obs: torch.zeros(obs.shape[0], 12)  # noqa: E731
+    sweeps = {}
+    for backend in ("cpu", "warp"):
+        sweeps[backend] = CommandSweep(task.command_axes)
+        result = run_episodes(stand, task, 3, sweep=sweeps[backend], backend=backend)
+        assert len(result["returns"]) == 3 and (result["lengths"] == 12).all()
+    cpu, warp = sweeps["cpu"], sweeps["warp"]
+    assert len(warp.commands) == 12 and isinstance(warp.errors[0], np.ndarray)
+    np.testing.assert_allclose(np.concatenate(warp.commands), np.concatenate(cpu.commands), atol=1e-6)
+    assert len({tuple(c[0]) for c in cpu.commands}) == 3      # redrawn at steps 5 and 10
+    np.testing.assert_allclose(np.concatenate(warp.errors), np.concatenate(cpu.errors), atol=1e-3)
