@@ -47,11 +47,13 @@ def _batch(n, params, success):
                         np.zeros(n, dtype=bool), params)
 
 
-def test_doraemon_waits_for_the_success_target_then_updates_every_n_steps():
+def test_doraemon_waits_for_the_success_target_then_updates_every_n_steps(tmp_path):
+    from simrl.cli.quickstart import explain_doraemon
+
     env = envs.make("hopper", 8, dr="uniform", seed=0)
     cur = DoraemonCurriculum(env, DoraemonTrainConfig(steps_per_update=1000, wait_for_success=True,
                                                       min_samples=16, param_low=1.0, param_high=110.0,
-                                                      start_concentration=200.0))
+                                                      start_concentration=200.0), tmp_path / "dr.png")
     logged: dict[str, float] = {}
     trainer = SimpleNamespace(step=0, log_scalars=logged.update)
     rng = np.random.default_rng(0)
@@ -78,6 +80,16 @@ def test_doraemon_waits_for_the_success_target_then_updates_every_n_steps():
     assert env.distribution.a.max() <= 110.0 and env.distribution.a.min() >= 1.0
     state = cur.state_dict()
     assert state["started"] and state["last_update_step"] == 2000
+    assert explain_doraemon(tmp_path / "dr.json").startswith("DORAEMON widened: 1 of 1 updates")
+    feed(False)                            # a failing buffer: no entropy step, and the reason
+    trainer.step = 3000
+    cur.on_iteration(trainer, {})
+    assert cur.version == 2
+    text = explain_doraemon(tmp_path / "dr.json")
+    assert text.startswith("DORAEMON widened: 1 of 2 updates")
+    cur.doraemon.history = cur.doraemon.history[:1] + cur.doraemon.history[2:]
+    cur.update(np.zeros((0, env.space.dim)), np.zeros(0, dtype=bool))   # rewrite the file
+    assert "did not widen" in explain_doraemon(tmp_path / "dr.json")
 
 
 @pytest.fixture(scope="module")

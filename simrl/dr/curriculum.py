@@ -8,6 +8,7 @@ episode began with, and episodes of older versions are dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,9 @@ class DoraemonCurriculum:
         self.last_result = result
         if self.plot_path is not None:
             plot_history(self.doraemon.history, list(self.env.space.names), str(self.plot_path))
+            self.plot_path.with_suffix(".json").write_text(json.dumps(
+                {"alpha": self.cfg.alpha, "kl_bound": self.cfg.kl_bound, "history": self.doraemon.history},
+                default=float))
         return result
 
     @staticmethod
