@@ -150,7 +150,7 @@ def test_bench_rank_many_proxies_end_to_end(tmp_path, ray_local):
 
 @pytest.mark.slow
 def test_bench_rank_and_residual_sweeps_resume_without_retraining(tmp_path, ray_local):
-    from simrl.cli.bench.rank import train_pool
+    from simrl.cli.bench.pool import train_pool
     from simrl.sweep import Resources
 
     members = {"none": ("none", 256, 0), "narrow": ({"mass": (0.9, 1.1)}, 256, 1)}

@@ -164,7 +164,8 @@ def summarize(per_proxy: list[dict[str, dict[str, float]]]) -> dict[str, dict[st
 def run_task(task: str, args: Any, spec: ManySpec, root: Path, cfg: Any = None) -> dict[str, Any]:
     """The protocol on one task; results cached under ``root``."""
     import policies
-    from simrl.cli.bench.rank import resources, train_pool
+    from simrl.cli.bench.pool import train_pool
+    from simrl.sweep import Resources
     from simrl.validate.data import load_real_data
     from simrl.validate.ood import ood_scores, reference_rollouts
     from simrl.validate.ranking import RankConfig, finish
@@ -173,7 +174,8 @@ def run_task(task: str, args: Any, spec: ManySpec, root: Path, cfg: Any = None) 
 
     t0 = time.perf_counter()
     members = pool_members(task, args.steps, spec)
-    finals = train_pool(task, members, root / "sweep", resources(args), args.num_envs)
+    finals = train_pool(task, members, root / "sweep",
+                        Resources(args.cpus_per_trial, 0.0, args.address or None), args.num_envs)
     names = [n for n in members if n != "logger"]
     pool = [finals[n] for n in names]
     train_s = time.perf_counter() - t0
