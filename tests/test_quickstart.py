@@ -19,4 +19,8 @@ def test_quickstart_runs_the_whole_loop(tmp_path, capsys):
     assert (out / "rank" / "index.html").exists() and (out / "rank" / "ranking.png").exists()
     deployed = read_log(out / "deploy.mcap")
     assert len(deployed.action) > 0 and deployed.meta.task == "hopper"
-    assert "quickstart finished" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "quickstart finished" in text
+    # whether DORAEMON widened, and why not when it did not
+    assert any(line.startswith(("DORAEMON widened", "DORAEMON did not widen", "DORAEMON made no update"))
+               for line in text.splitlines())

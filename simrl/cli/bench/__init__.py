@@ -25,6 +25,20 @@ BENCHES = {
 }
 
 
+def machine(**extra: object) -> dict:
+    """Where a result was measured: platform, cores, load average (a shared machine makes
+    timings noisy), Python, torch and MuJoCo versions, plus ``extra``."""
+    import os
+    import platform
+
+    import mujoco
+    import torch
+
+    return {"platform": platform.platform(), "cores": len(os.sched_getaffinity(0)),
+            "load_average": os.getloadavg(), "python": platform.python_version(),
+            "torch": torch.__version__, "mujoco": mujoco.__version__, **extra}
+
+
 @command("bench", help="run a benchmark")
 def run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):

@@ -22,8 +22,6 @@ the paper's ``pair_friction`` does.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.cli.bench import machine
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources
 
@@ -235,12 +234,11 @@ def run_paper(args: Any) -> int:
     report = {"protocol": asdict(protocol), "sources": SOURCES, "deviations": DEVIATIONS,
               "target_ranges": protocol.target_ranges(), "budget": asdict(budget),
               "full_budget": budget.timesteps == protocol.timesteps, "methods": summary,
-              "machine": {"platform": platform.platform(), "cores": len(os.sched_getaffinity(0)),
-                          "cpus_per_trial": args.cpus_per_trial, "load_average": os.getloadavg()},
+              "machine": machine(cpus_per_trial=args.cpus_per_trial, torch_threads_per_trial=int(args.cpus_per_trial)),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": "simrl bench dr --protocol paper " + " ".join(
                   f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps",
-                                                                          "target_episodes", "seeds", "algo", "out"))}
+                                                                          "target_episodes", "seeds", "num_envs", "algo", "out"))}
     (out / "dr_paper.json").write_text(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,6 @@ nothing here was tuned on these pools.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from envs.perturbation import Perturbation
+from simrl.cli.bench import machine
 
 METRICS = ("spearman", "kendall", "regret@1")
 
@@ -225,8 +224,7 @@ def run_many(args: Any, spec: ManySpec = SPEC, cfg: Any = None) -> int:
     results = {task: run_task(task, args, spec, root / task, cfg) for task in tasks}
     report = {"spec": asdict(spec), "steps": args.steps, "num_envs": args.num_envs, "proxies": args.proxies or spec.proxies,
               "tasks": results, "rank_config": "simrl.validate.ranking.RankConfig() defaults",
-              "machine": {"platform": platform.platform(), "cores": len(os.sched_getaffinity(0)),
-                          "cpus_per_trial": args.cpus_per_trial, "load_average": os.getloadavg()},
+              "machine": machine(cpus_per_trial=args.cpus_per_trial, torch_threads_per_trial=int(args.cpus_per_trial)),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": f"simrl bench rank --protocol many --tasks {args.tasks} --steps {args.steps} "
                          f"--proxies {args.proxies} --num-envs {args.num_envs} --cache {root}"}
