@@ -22,4 +22,8 @@ def test_quickstart_runs_the_whole_loop(tmp_path, capsys):
     aligned = json.loads((out / "align" / "report.json").read_text())
     assert set(aligned["proxy_return"]) == {"original", "fine-tuned"}
     assert (out / "align" / "final" / "spec.json").exists()
-    assert "quickstart finished" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "quickstart finished" in text
+    # whether DORAEMON widened, and why not when it did not
+    assert any(line.startswith(("DORAEMON widened", "DORAEMON did not widen", "DORAEMON made no update"))
+               for line in text.splitlines())

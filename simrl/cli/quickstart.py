@@ -116,7 +116,31 @@ def stage_training(args: QuickstartConfig, out: Path) -> dict[str, Path]:
     print(f"DORAEMON's final distribution: {', '.join(widths)} "
           f"(started at std {0.05 * (dist['high'][0] - dist['low'][0]):.3f}); "
           f"plot: {out / 'runs' / 'doraemon' / 'dr_history.png'}")
+    print(explain_doraemon(out / "runs" / "doraemon" / "dr_history.json"))
     return finals
+
+
+def explain_doraemon(history_file: Path) -> str:
+    """Whether DORAEMON widened its distribution, and why not when it did not: it takes an
+    entropy step only once the policy's success rate on the current distribution reaches
+    alpha; below that it only moves toward higher success (or not at all without successes)."""
+    if not history_file.exists():
+        return "DORAEMON made no update (too few episodes finished under one distribution)"
+    data = json.loads(history_file.read_text())
+    updates = [h for h in data["history"] if h["status"] != "initial"]
+    if not updates:
+        return "DORAEMON made no update"
+    steps = [h for h in updates if "entropy_step" in h["status"]]
+    best = max(h["success_before"] for h in updates)
+    gain = updates[-1]["entropy"] - data["history"][0]["entropy"]
+    if steps:
+        return (f"DORAEMON widened: {len(steps)} of {len(updates)} updates were entropy steps "
+                f"(entropy {gain:+.2f} nats); success on its own distribution peaked at {best:.0%}")
+    return (f"DORAEMON did not widen: the policy's success rate on DORAEMON's own distribution "
+            f"peaked at {best:.0%} over {len(updates)} updates, below its target alpha = "
+            f"{data['alpha']:.0%}, and it widens only once alpha is reached (below it, it moves "
+            f"toward higher success inside the trust region instead). A longer run (--steps) "
+            f"or a lower success bar reaches alpha.")
 
 
 def stage_evaluation(finals: dict[str, Path]) -> None:

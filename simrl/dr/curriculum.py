@@ -8,6 +8,7 @@ episode began with, and episodes of older versions are dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ class DoraemonTrainConfig:
     start_concentration: float = 100.0  # a + b of the narrow starting Betas (std ~5% of range)
     min_step: int = 0                  # no updates before this many env steps (warm-up)
     ranges: str = ""                   # JSON file {param: [low, high]} the distribution adapts within (default: the task's randomization ranges)
+    steps_per_update: int = 0          # update every this many env steps instead (0: by episodes_per_update); the paper: 100k
+    min_samples: int = 16              # fewer on-distribution episodes than this: no update yet
+    buffer_size: int = 1000            # at most this many (the most recent) episodes enter one update
+    param_low: float = 0.8             # lower bound of every Beta a and b
+    param_high: float = 1e4            # upper bound of every Beta a and b (the paper: start value + 10)
+    wait_for_success: bool = False     # no update until the buffer's success rate first reaches alpha (the paper's train_until_lb)
 
     def validate(self) -> None:
         require(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")
@@ -37,6 +44,11 @@ class DoraemonTrainConfig:
                 f"must be >= 1, got {self.episodes_per_update}")
         require(self.start_concentration > 0, "start_concentration",
                 f"must be > 0, got {self.start_concentration}")
+        require(self.steps_per_update >= 0, "steps_per_update", f"must be >= 0, got {self.steps_per_update}")
+        require(1 <= self.min_samples <= self.buffer_size, "min_samples",
+                f"must be in [1, buffer_size={self.buffer_size}], got {self.min_samples}")
+        require(0 < self.param_low < self.param_high, "param_low",
+                f"need 0 < param_low < param_high, got {self.param_low}, {self.param_high}")
 
 
 class DoraemonCurriculum:
@@ -49,8 +61,12 @@ class DoraemonCurriculum:
         self.env, self.cfg = env, cfg
         start = BetaDistribution.narrow_around(space.names, space.low, space.high, space.nominal,
                                                concentration=cfg.start_concentration)
-        self.doraemon = Doraemon(start, DoraemonConfig(alpha=cfg.alpha, kl_bound=cfg.kl_bound,
-                                                       buffer_size=max(1000, cfg.episodes_per_update)))
+        buffer = cfg.buffer_size if cfg.steps_per_update else max(cfg.buffer_size, cfg.episodes_per_update)
+        self.doraemon = Doraemon(start, DoraemonConfig(
+            alpha=cfg.alpha, kl_bound=cfg.kl_bound, buffer_size=buffer, min_samples=cfg.min_samples,
+            param_bounds=(cfg.param_low, cfg.param_high)))
+        self.started = not cfg.wait_for_success   # updates run (the success target was reached once)
+        self.last_update_step = 0
         env.set_distribution(start)
         self.version = 0
         # Episodes already running were sampled from the previous distribution.
@@ -77,11 +93,31 @@ class DoraemonCurriculum:
             self._success.append(np.asarray(batch.success)[current])
         self.world_version[batch.env_ids] = self.version   # their next episodes start now
 
+    def due(self, step: int) -> bool:
+        """Whether an update is due at env step ``step``: past ``min_step``, and
+        ``steps_per_update`` steps since the last one (else ``episodes_per_update`` episodes)."""
+        if step < self.cfg.min_step:
+            return False
+        if self.cfg.steps_per_update:
+            return step - self.last_update_step >= self.cfg.steps_per_update
+        return self.buffered >= self.cfg.episodes_per_update
+
     def on_iteration(self, trainer: Any, stats: dict[str, float]) -> None:
-        if trainer.step < self.cfg.min_step or self.buffered < self.cfg.episodes_per_update:
+        if not self.due(trainer.step):
             return
-        result = self.update(np.concatenate(self._params), np.concatenate(self._success))
-        trainer.log_scalars(self.scalars(result))
+        self.last_update_step = trainer.step
+        if self.buffered < self.cfg.min_samples:
+            return   # too few episodes: keep collecting under the same distribution
+        params, success = np.concatenate(self._params), np.concatenate(self._success)
+        if not self.started:
+            rate = float(np.mean(success[-self.cfg.buffer_size:]))
+            trainer.log_scalars({"dr/success_buffer": rate, "dr/waiting": 1.0})
+            if rate < self.cfg.alpha:   # the paper trains on phi_0 until alpha is first reached
+                self._params, self._success = [], []
+                return
+            self.started = True
+        result = self.update(params, success)
+        trainer.log_scalars({**self.scalars(result), "dr/waiting": 0.0})
 
     def update(self, params: np.ndarray, success: np.ndarray) -> Any:
         """One DORAEMON step on a buffer; installs the new distribution in the env."""
@@ -92,6 +128,9 @@ class DoraemonCurriculum:
         self.last_result = result
         if self.plot_path is not None:
             plot_history(self.doraemon.history, list(self.env.space.names), str(self.plot_path))
+            self.plot_path.with_suffix(".json").write_text(json.dumps(
+                {"alpha": self.cfg.alpha, "kl_bound": self.cfg.kl_bound, "history": self.doraemon.history},
+                default=float))
         return result
 
     @staticmethod
@@ -108,10 +147,13 @@ class DoraemonCurriculum:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"doraemon": self.doraemon.state_dict(), "version": self.version}
+        return {"doraemon": self.doraemon.state_dict(), "version": self.version,
+                "started": self.started, "last_update_step": self.last_update_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.doraemon.load_state_dict(state["doraemon"])
         self.version = int(state["version"])
+        self.started = bool(state.get("started", True))
+        self.last_update_step = int(state.get("last_update_step", 0))
         self.world_version[:] = self.version - 1   # episodes in flight predate the resume
         self.env.set_distribution(self.doraemon.distribution)

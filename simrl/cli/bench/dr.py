@@ -8,6 +8,11 @@ solved fraction (mean and spread over seeds). The runs are the trials of a sweep
 (:mod:`simrl.sweep`, on a local Ray or ``--address``'s cluster) in ``--out``: a finished run is
 never retrained (a rerun only evaluates) and an interrupted one resumes from its last checkpoint. Writes ``dr_bench.json`` and ``dr_bench.png`` (solved fraction per method, and the
 grid heatmap of each method's first seed).
+
+``--protocol paper`` runs the DORAEMON paper's Hopper protocol instead
+(:mod:`simrl.cli.bench.dr_paper`: 8 parameters, success = return >= 1600 on 500-step
+episodes, target success over training); ``--budget``, ``--update-steps`` and
+``--target-episodes`` reduce its budget (0: the paper's).
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ class Config:
     out: str = "runs/bench_dr"                # run cache (a sweep directory: trials/, results.csv) and results
     cpus_per_trial: float = 1.0               # CPUs (torch threads) each training run reserves on Ray
     address: str = ""                         # an existing Ray cluster (HOST:PORT); empty: a local Ray in this process
+    protocol: str = "grid"                    # grid (the 2-D solved-fraction bench above) | paper (the DORAEMON paper's Hopper protocol)
+    algo: str = "ppo"                         # --protocol paper: ppo | sb3-sac (sb3-sac: the none and uniform arms only)
+    budget: int = 0                           # --protocol paper: env steps per run (0: the paper's 15M)
+    update_steps: int = 0                     # --protocol paper: env steps between DORAEMON updates and target evaluations (0: the paper's 100k)
+    target_episodes: int = 0                  # --protocol paper: target-distribution episodes per evaluation (0: the paper's 100)
+    json: str = ""                            # --protocol paper: also write the results JSON here
 
 
 def _trial_options(method: str, seed: int, ranges_file: Path, args: Config) -> dict:
@@ -55,6 +66,11 @@ def _trial_options(method: str, seed: int, ranges_file: Path, args: Config) -> d
 
 
 def run(args: Config) -> int:
+    if args.protocol == "paper":
+        from simrl.cli.bench.dr_paper import run_paper
+        return run_paper(args)
+    if args.protocol != "grid":
+        raise ValueError(f"--protocol: grid or paper, got {args.protocol!r}")
     import policies
     from envs.tasks import make_task
     from simrl.dr.grid import grid_eval, parse_grid, plot_grid

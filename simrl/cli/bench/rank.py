@@ -2,8 +2,9 @@
 fast scoring is.
 
 1. **Pool**: PPO checkpoints trained with different randomization (none, uniform of several
-   widths, extra families, other seeds and lengths), cached under ``--cache`` (reruns skip
-   training).
+   widths, extra families, other seeds and lengths): the trials of a sweep
+   (:mod:`simrl.sweep`, on a local Ray or ``--address``'s cluster) in ``CACHE/sweep``, so a
+   finished run is never retrained and an interrupted one resumes from its last checkpoint.
 2. **Reality proxy**: the task's robot with a fixed, held-out perturbation that no training
    distribution equals: heavier/lighter links, low friction, weak motors, one step of control
    latency and sensor noise (:data:`PROXY`, an :class:`envs.perturbation.Perturbation` run as
@@ -15,6 +16,9 @@ fast scoring is.
 4. **Truth**: each checkpoint's mean return over ``--truth-episodes`` episodes on the proxy.
 5. ``simrl rank``'s pipeline, then Spearman's rho (and Kendall, regret@1, top-3) of VSDR,
    sim-only and each OOD-only score against the truth, for each OOD aggregate.
+
+``--protocol many`` runs the many-pools, many-proxies protocol instead
+(:mod:`simrl.cli.bench.rank_many`).
 
 ``--speed`` instead times scoring ``--speed-checkpoints`` checkpoints (pool checkpoints
 reused) on ``--speed-steps`` real steps (the recorded proxy steps, tiled); the simulation
@@ -34,6 +38,8 @@ from typing import Any
 import numpy as np
 
 from envs.perturbation import Perturbation
+from simrl.cli.bench.pool import train_pool
+from simrl.sweep import Resources
 
 # The pool: name -> (training randomization, steps as a multiple of --steps, seed).
 WIDE = (0.25, 2.0)
@@ -69,6 +75,7 @@ class Config:
     cache: str | None = None                  # pool, logs and truth cache; default: runs/bench-rank-TASK
     out: str | None = None                    # report directory; default: CACHE/report
     steps: int = 300_000                      # PPO steps of a full-length pool member
+    num_envs: int = 64                        # worlds of each pool run
     real_worlds: int = 16                     # proxy worlds recording real logs
     real_steps: int = 1000                    # control steps per world
     truth_episodes: int = 32                  # proxy episodes per checkpoint
@@ -76,53 +83,21 @@ class Config:
     speed_checkpoints: int = 20               # --speed: checkpoints scored
     speed_steps: int = 100_000                # --speed: real-log steps scored
     json: str | None = None                   # also write the results to this JSON file
+    cpus_per_trial: float = 1.0               # CPUs (torch threads) each pool run reserves on Ray
+    address: str = ""                         # an existing Ray cluster (HOST:PORT); empty: a local Ray in this process
+    protocol: str = "one"                     # one (one pool, one proxy: above) | many (simrl.cli.bench.rank_many: several tasks, >= 20-checkpoint pools, several proxies)
+    tasks: str = "hopper,walker2d,go1-velocity"  # --protocol many: tasks
+    proxies: int = 0                          # --protocol many: proxies per task (0: the spec's 5)
 
 
-def train_member(task: str, name: str, dr: Any, steps: int, seed: int, root: Path) -> Path:
-    """Trains one pool member with simrl PPO unless its final checkpoint is cached."""
-    final = root / name / "final"
-    if (final / "spec.json").exists():
-        return final
-    from simrl.algos import make_trainer, resolve_config
-
-    dr_arg = dr
-    if isinstance(dr, dict):  # simrl train takes a JSON file of ranges
-        dr_arg = str(root / f"{name}.dr.json")
-        Path(dr_arg).parent.mkdir(parents=True, exist_ok=True)
-        Path(dr_arg).write_text(json.dumps(_expand(task, dr)))
-    cfg = resolve_config({"train.task": task, "train.dr": dr_arg, "train.steps": steps, "train.seed": seed,
-                          "train.device": "cpu", "train.progress": False, "train.checkpoint_every": 0})
-    t = time.perf_counter()
-    trainer = make_trainer(cfg, root / name)
-    path = trainer.train()
-    print(f"  trained {name}: {trainer.step:,} steps in {time.perf_counter() - t:.0f} s "
-          f"(training mean return {trainer.episodes.summary().get('mean_return', float('nan')):.0f})")
-    return path
-
-
-def _expand(task: str, dr: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
-    """``mass`` without a target means every body the task randomizes by default."""
-    from envs.tasks import make_config
-
-    out = {}
-    for name, rng in dr.items():
-        if name == "mass":
-            bodies = [k for k in make_config(task).randomization if k.startswith("mass:")]
-            out.update({b: list(rng) for b in bodies})
-        else:
-            out[name] = list(rng)
-    return out
-
-
-def build_pool(task: str, root: Path, steps: int) -> tuple[list[Path], Path]:
-    """(pool checkpoints, logging checkpoint), training what is not cached."""
-    t = time.perf_counter()
-    pool = [train_member(task, name, dr, int(mult * steps), seed, root / "pool")
-            for name, (dr, mult, seed) in POOL.items()]
+def build_pool(task: str, root: Path, steps: int, resources: Resources,
+               num_envs: int = 64) -> tuple[list[Path], Path]:
+    """(pool checkpoints, logging checkpoint), training what is not done."""
+    members = {name: (dr, int(mult * steps), seed) for name, (dr, mult, seed) in POOL.items()}
     dr, mult, seed = LOGGER
-    logger = train_member(task, "logger", dr, int(mult * steps), seed, root)
-    print(f"pool of {len(pool)} checkpoints + logging policy ready ({time.perf_counter() - t:.0f} s)")
-    return pool, logger
+    members["logger"] = (dr, int(mult * steps), seed)
+    finals = train_pool(task, members, root / "sweep", resources, num_envs)
+    return [finals[n] for n in POOL], finals["logger"]
 
 
 def record_real_logs(task: str, logger: Path, out: Path, worlds: int, steps: int) -> Path:
@@ -157,7 +132,7 @@ def quality(args: Config, root: Path) -> dict:
     from simrl.validate.ranking import RankConfig, finish, rank_checkpoints
     from simrl.validate.report import write_report
 
-    pool, logger = build_pool(args.task, root, args.steps)
+    pool, logger = build_pool(args.task, root, args.steps, resources(args), args.num_envs)
     logs = record_real_logs(args.task, logger, root / "real_logs", args.real_worlds, args.real_steps)
     truth = true_returns(args.task, pool, args.truth_episodes, root / "truth.json")
     cfg = RankConfig()
@@ -194,7 +169,7 @@ def speed(args: Config, root: Path) -> dict:
     from simrl.validate.rollout import torch_threads
     from simrl.validate.simeval import SimEvalConfig, sim_score
 
-    pool, logger = build_pool(args.task, root, args.steps)
+    pool, logger = build_pool(args.task, root, args.steps, resources(args), args.num_envs)
     logs = record_real_logs(args.task, logger, root / "real_logs", args.real_worlds, args.real_steps)
     t = time.perf_counter()
     recorded = load_real_data(logs, policies.load_spec(pool[0]))
@@ -243,7 +218,16 @@ def check_cache(root: Path, args: Config) -> None:
     file.write_text(json.dumps(settings, indent=2))
 
 
+def resources(args: Config) -> Resources:
+    return Resources(args.cpus_per_trial, 0.0, args.address or None)
+
+
 def run(args: Config) -> int:
+    if args.protocol == "many":
+        from simrl.cli.bench.rank_many import run_many
+        return run_many(args)
+    if args.protocol != "one":
+        raise ValueError(f"--protocol: one or many, got {args.protocol!r}")
     root = Path(args.cache or f"runs/bench-rank-{args.task}")
     check_cache(root, args)
     result = speed(args, root) if args.speed else quality(args, root)

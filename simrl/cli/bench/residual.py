@@ -2,7 +2,9 @@
 
 Measures the pusher's success rate alone (a zero residual), trains a residual policy on top of
 it with PPO for ``--steps`` env steps per seed, and evaluates every saved checkpoint, so the
-curve shows success against training steps. Runs are cached in ``--out``. Writes
+curve shows success against training steps. The runs are the trials of a sweep
+(:mod:`simrl.sweep`, on a local Ray or ``--address``'s cluster) in ``--out``: a finished run is
+never retrained and an interrupted one resumes from its last checkpoint. Writes
 ``residual_bench.json`` and ``residual_bench.png``.
 """
 
@@ -29,7 +31,9 @@ class Config:
     sparse: bool = False                      # sparse reward: 1 at the goal, else 0
     episodes: int = 128                       # evaluation episodes
     evals: int = 5                            # checkpoints evaluated per run
-    out: str = "runs/bench_residual"          # run cache
+    out: str = "runs/bench_residual"          # run cache (a sweep directory: trials/, results.csv) and results
+    cpus_per_trial: float = 1.0               # CPUs (torch threads) each training run reserves on Ray
+    address: str = ""                         # an existing Ray cluster (HOST:PORT); empty: a local Ray in this process
 
 
 def _success(checkpoint: Path | None, args: Config, seed: int) -> float:
@@ -52,8 +56,19 @@ def _success(checkpoint: Path | None, args: Config, seed: int) -> float:
     return float(np.mean(episodes["success"]))
 
 
+def trial_options(args: Config, seed: int) -> dict:
+    """The ``simrl train`` options of one seed's residual run."""
+    options = {"task": args.task, "residual": args.base, "residual-scale": args.scale,
+               "steps": args.steps, "num-envs": args.num_envs, "seed": seed,
+               "checkpoint-every": max(1, args.steps // args.evals)}
+    if args.sparse:
+        options["task.sparse-reward"] = True
+    return options
+
+
 def run(args: Config) -> int:
-    from simrl.cli import main
+    from simrl.cli.sweep import sweep_trials
+    from simrl.sweep import Resources
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,21 +77,16 @@ def run(args: Config) -> int:
     base_success = float(np.mean(base_by_seed))
     print(f"base controller {args.base!r} alone: success {base_success:.1%} "
           f"({args.episodes} episodes on each seed's evaluation episodes)", flush=True)
-    every = max(1, args.steps // args.evals)
+    trials, rows = sweep_trials([trial_options(args, s) for s in range(args.seeds)], ["seed"], out,
+                                Resources(args.cpus_per_trial, 0.0, args.address or None))
+    failed = [r for r in rows if r["status"] != "done"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: "
+                           f"{failed[0]['error']}")
     runs = []
-    for seed in range(args.seeds):
-        run_dir = out / f"s{seed}"
-        t = time.perf_counter()
-        if not (run_dir / "final" / "spec.json").exists():
-            options = ["train", "--task", args.task, "--residual", args.base, "--residual-scale",
-                       str(args.scale), "--steps", str(args.steps), "--num-envs", str(args.num_envs),
-                       "--seed", str(seed), "--out", str(run_dir), "--progress", "false",
-                       "--checkpoint-every", str(every)]
-            if args.sparse:
-                options += ["--task.sparse-reward", "true"]
-            if main(options) != 0:
-                raise RuntimeError(f"training {run_dir} failed")
-        train_s = time.perf_counter() - t
+    for seed, (trial, row) in enumerate(zip(trials, rows)):
+        run_dir = trial.directory
+        train_s = float(row["wall_time_s"] or 0.0)
         checkpoints = sorted((run_dir / "checkpoints").glob("step_*")) + [run_dir / "final"]
         curve = [(0, base_by_seed[seed])]  # the base on the episodes the residual meets
         for ckpt in checkpoints:

@@ -1,0 +1,172 @@
+"""Issue 18's protocols: the DORAEMON paper's values, the paper-protocol and many-proxy benches
+end to end at a tiny budget, and the benches' sweeps resuming without retraining."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import envs
+from envs.batched import EpisodeBatch
+from simrl.cli import main
+from simrl.cli.bench.dr_paper import SOURCES, Budget, PaperProtocol, trial_options
+from simrl.cli.sweep import resolved_config
+from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
+
+
+def test_paper_protocol_holds_the_papers_hopper_values():
+    p = PaperProtocol()
+    assert (p.task, p.episode_steps, p.success_return, p.alpha, p.kl_bound) == ("hopper", 500, 1600.0, 0.5, 0.005)
+    assert (p.timesteps, p.n_iters, p.update_steps, p.target_episodes) == (15_000_000, 150, 100_000, 100)
+    assert (p.init_beta, p.beta_low, p.beta_high, p.wait_for_success) == (100.0, 1.0, 110.0, True)
+    assert (p.min_samples, p.buffer_size, p.dr_percentage) == (100, 1000, 0.95) and p.seeds >= 3
+    ranges = p.target_ranges()
+    assert list(ranges) == ["mass:torso", "mass:thigh", "mass:leg", "mass:foot", "damping:thigh_joint",
+                            "damping:leg_joint", "damping:foot_joint", "friction"]
+    assert all(v == [0.05, 1.95] for v in ranges.values())
+    assert set(SOURCES) == {f for f in p.__dataclass_fields__}
+    # the DORAEMON arm's options resolve to a run config with exactly these values
+    budget = Budget(p.timesteps, p.update_steps, p.target_episodes, 3, 64, "ppo")
+    cfg = resolved_config(trial_options("doraemon", 0, Path("ranges.json"), p, budget))
+    d = cfg["doraemon"]
+    assert (d["alpha"], d["kl_bound"], d["steps_per_update"], d["start_concentration"]) == (0.5, 0.005, 100_000, 200.0)
+    assert (d["param_low"], d["param_high"], d["wait_for_success"], d["min_samples"]) == (1.0, 110.0, True, 100)
+    assert cfg["task"]["max_episode_steps"] == 500 and cfg["task"]["success_return"] == 1600.0
+    with pytest.raises(ValueError, match="DORAEMON runs inside its PPO only"):
+        trial_options("doraemon", 0, Path("r.json"), p, Budget(1, 1, 1, 1, 1, "sb3-sac"))
+
+
+def _batch(n, params, success):
+    return EpisodeBatch(np.arange(n), np.zeros(n), np.ones(n, dtype=int), np.asarray(success, dtype=bool),
+                        np.zeros(n, dtype=bool), params)
+
+
+def test_doraemon_waits_for_the_success_target_then_updates_every_n_steps(tmp_path):
+    from simrl.cli.quickstart import explain_doraemon
+
+    env = envs.make("hopper", 8, dr="uniform", seed=0)
+    cur = DoraemonCurriculum(env, DoraemonTrainConfig(steps_per_update=1000, wait_for_success=True,
+                                                      min_samples=16, param_low=1.0, param_high=110.0,
+                                                      start_concentration=200.0), tmp_path / "dr.png")
+    logged: dict[str, float] = {}
+    trainer = SimpleNamespace(step=0, log_scalars=logged.update)
+    rng = np.random.default_rng(0)
+    assert np.allclose(env.distribution.a, 100.0) and np.allclose(env.distribution.b, 100.0)
+
+    def feed(success):
+        for _ in range(4):
+            cur.on_episodes(trainer, _batch(8, env.distribution.sample(8, rng), np.full(8, success)))
+
+    feed(False)
+    trainer.step = 999
+    cur.on_iteration(trainer, {})          # not due yet
+    assert cur.version == 0 and cur.buffered == 32
+    trainer.step = 1000
+    cur.on_iteration(trainer, {})          # due, but the success target was never reached
+    assert cur.version == 0 and cur.buffered == 0 and logged["dr/waiting"] == 1.0
+    feed(True)
+    trainer.step = 1500
+    cur.on_iteration(trainer, {})          # only 500 steps since the last due point
+    assert cur.version == 0
+    trainer.step = 2000
+    cur.on_iteration(trainer, {})
+    assert cur.version == 1 and cur.started and logged["dr/waiting"] == 0.0
+    assert env.distribution.a.max() <= 110.0 and env.distribution.a.min() >= 1.0
+    state = cur.state_dict()
+    assert state["started"] and state["last_update_step"] == 2000
+    assert explain_doraemon(tmp_path / "dr.json").startswith("DORAEMON widened: 1 of 1 updates")
+    feed(False)                            # a failing buffer: no entropy step, and the reason
+    trainer.step = 3000
+    cur.on_iteration(trainer, {})
+    assert cur.version == 2
+    text = explain_doraemon(tmp_path / "dr.json")
+    assert text.startswith("DORAEMON widened: 1 of 2 updates")
+    cur.doraemon.history = cur.doraemon.history[:1] + cur.doraemon.history[2:]
+    cur.update(np.zeros((0, env.space.dim)), np.zeros(0, dtype=bool))   # rewrite the file
+    assert "did not widen" in explain_doraemon(tmp_path / "dr.json")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One in-process Ray for this module's sweeps (the benches reuse a running Ray)."""
+    import ray
+
+    from simrl.sweep import Resources, start_ray
+
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    start_ray(Resources(object_store_mb=80, temp_dir=tmp))
+    yield
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local):
+    out, js = tmp_path / "paper", tmp_path / "paper.json"
+    assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
+                 "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
+                 "--json", str(js)]) == 0
+    report = json.loads(js.read_text())
+    assert report["protocol"]["kl_bound"] == 0.005 and report["full_budget"] is False
+    assert set(report["methods"]) == {"none", "uniform", "doraemon"}
+    for m in report["methods"].values():
+        (run,) = m["runs"]
+        assert [c[0] for c in run["curve"]] == [512, 1024] and all(0 <= c[1] <= 1 for c in run["curve"])
+    assert report["methods"]["doraemon"]["runs"][0]["distribution"]["names"][-1] == "friction"
+    assert (out / "dr_paper.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_bench_rank_many_proxies_end_to_end(tmp_path, ray_local):
+    from simrl.cli.bench.rank import Config
+    from simrl.cli.bench.rank_many import ManySpec, draw_proxies, run_many
+    from simrl.validate.ood import OODConfig
+    from simrl.validate.ranking import RankConfig
+    from simrl.validate.simeval import SimEvalConfig
+
+    spec = ManySpec(pool_drs=("none", "narrow", "uniform"), pool_runs=((0, 1.0),), proxies=2,
+                    real_worlds=2, real_steps=40, truth_episodes=2)
+    # proxies lie outside every default range, with latency and noise, the same on every call
+    proxies = draw_proxies("hopper", spec)
+    assert [p.to_dict() for p in proxies] == [p.to_dict() for p in draw_proxies("hopper", spec)]
+    for p in proxies:
+        assert all(v < 0.5 or v > 1.5 for v in p.params.values()) and p.latency > 0 and p.noise
+    args = Config(protocol="many", tasks="hopper", steps=256, num_envs=8, cache=str(tmp_path / "many"),
+                  json=str(tmp_path / "many.json"))
+    cfg = RankConfig(sim=SimEvalConfig(num_envs=4), ood=OODConfig(reference_envs=4, reference_steps=40))
+    assert run_many(args, spec, cfg) == 0
+    task = json.loads((tmp_path / "many.json").read_text())["tasks"]["hopper"]
+    assert task["pool_size"] == 3 and len(task["per_proxy"]) == 2 and len(task["truth"][0]) == 3
+    for method in ("vsdr", "sim"):
+        assert set(task["summary"][method]) == {"spearman", "kendall", "regret@1"}
+        assert task["summary"][method]["regret@1"]["min"] >= 0
+
+
+@pytest.mark.slow
+def test_bench_rank_and_residual_sweeps_resume_without_retraining(tmp_path, ray_local):
+    from simrl.cli.bench.pool import train_pool
+    from simrl.sweep import Resources
+
+    members = {"none": ("none", 256, 0), "narrow": ({"mass": (0.9, 1.1)}, 256, 1)}
+    first = train_pool("hopper", members, tmp_path / "pool", Resources(), num_envs=8)
+    states = {n: (p.parent / "trial.json").read_text() for n, p in first.items()}
+    stamps = {n: (p / "spec.json").stat().st_mtime_ns for n, p in first.items()}
+    assert train_pool("hopper", members, tmp_path / "pool", Resources(), num_envs=8) == first
+    assert {n: (p.parent / "trial.json").read_text() for n, p in first.items()} == states
+    assert {n: (p / "spec.json").stat().st_mtime_ns for n, p in first.items()} == stamps
+
+    argv = ["bench", "residual", "--steps", "256", "--seeds", "1", "--num-envs", "4", "--episodes", "2",
+            "--evals", "1", "--out", str(tmp_path / "res")]
+    assert main(argv) == 0
+    (trial,) = (tmp_path / "res" / "trials").iterdir()
+    before = (trial / "trial.json").read_text(), (trial / "final" / "spec.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert ((trial / "trial.json").read_text(), (trial / "final" / "spec.json").stat().st_mtime_ns) == before
+    log = (trial / "train.log").read_text()
+    assert log.count("simrl train") == 1
