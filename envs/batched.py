@@ -177,6 +177,24 @@ def resolve_distribution(dr: str | Mapping | Distribution | None, task: Task
     return ranges, dr
 
 
+def init_randomization(env: SimEnv, task: Task, dr: str | Mapping | Distribution | None, seed: int,
+                       external_forces: bool) -> None:
+    """What the CPU and the Warp env set up alike: the DR distribution and parameter space, the
+    seeded generator, the body pushes and external forces act on (``root_body``, -1 if none)."""
+    ranges, env.distribution = resolve_distribution(dr, task)
+    env.space = ParameterSpace(ranges, task.model)
+    env.rng = np.random.default_rng(seed)
+    env.seed = seed
+    env.root_body = (mujoco.mj_name2id(task.model, mujoco.mjtObj.mjOBJ_BODY, task.root_body)
+                     if task.root_body else -1)
+    env.has_push = bool(env.space.env_index["push"])
+    if env.has_push and env.root_body < 0:
+        raise RandomizationError(f"task {task.name} has no root body to push")
+    if external_forces and env.root_body < 0:
+        raise ValueError(f"task {task.name} has no root body for external forces")
+    env.use_xfrc = env.has_push or external_forces
+
+
 class BatchedEnv(SimEnv):
     """``num_envs`` randomized worlds of one task with auto-reset.
 
@@ -198,22 +216,11 @@ class BatchedEnv(SimEnv):
         self.task, self.num_envs, self.autoreset = task, num_envs, autoreset
         self.device = device
         self.model = task.model
-        ranges, self.distribution = resolve_distribution(dr, task)
-        self.space = ParameterSpace(ranges, self.model)
-        self.rng = np.random.default_rng(seed)
-        self.seed = seed
+        init_randomization(self, task, dr, seed, external_forces)
 
         m, n = self.model, num_envs
         self.models = [copy.copy(m) for _ in range(n)]
         self.nstate, self._qpos, self._qvel = _state_slices(m)
-        self.root_body = (mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, task.root_body)
-                          if task.root_body else -1)
-        self.has_push = bool(self.space.env_index["push"])
-        if self.has_push and self.root_body < 0:
-            raise RandomizationError(f"task {task.name} has no root body to push")
-        if external_forces and self.root_body < 0:
-            raise ValueError(f"task {task.name} has no root body for external forces")
-        self.use_xfrc = self.has_push or external_forces
         control_spec = int(mujoco.mjtState.mjSTATE_CTRL)
         self.ncontrol = m.nu
         if self.use_xfrc:

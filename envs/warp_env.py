@@ -45,9 +45,8 @@ from typing import Any, Mapping
 import mujoco
 import numpy as np
 
-from envs.batched import EpisodeBatch, command_draws, max_delay_steps, resolve_distribution
+from envs.batched import EpisodeBatch, command_draws, init_randomization, max_delay_steps
 from envs.distributions import Distribution, RandomizationError
-from envs.randomization import ParameterSpace
 from envs.tasks import Task
 from envs.wrappers import SimEnv, Step, step_to_numpy, to_numpy
 from simrl.core.robot_state import RobotState
@@ -106,18 +105,7 @@ class WarpEnv(SimEnv):
         self.device = torch.device(device)
         self.episode_interval, self.start_block = episode_interval, start_block
         m = self.model = task.model
-        ranges, self.distribution = resolve_distribution(dr, task)
-        self.space = ParameterSpace(ranges, m)
-        self.rng = np.random.default_rng(seed)
-        self.seed = seed
-        self.root_body = (mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, task.root_body)
-                          if task.root_body else -1)
-        self.has_push = bool(self.space.env_index["push"])
-        if self.has_push and self.root_body < 0:
-            raise RandomizationError(f"task {task.name} has no root body to push")
-        if external_forces and self.root_body < 0:
-            raise ValueError(f"task {task.name} has no root body for external forces")
-        self.use_xfrc = self.has_push or external_forces
+        init_randomization(self, task, dr, seed, external_forces)
         self.max_latency = max_delay_steps(self.space, task, "latency")
         self.max_obs_latency = max_delay_steps(self.space, task, "obs_latency")
         self.resample_commands = task.command_resample_steps(np.random.default_rng(0), 1) is not None
