@@ -20,6 +20,15 @@ from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 
 
+def add_ee_sensor(spec: mujoco.MjSpec) -> None:
+    """The end effector's position (site ``gripper``) as the first sensor, ``ee_pos``."""
+    sensor = spec.add_sensor()
+    sensor.name = "ee_pos"
+    sensor.type = mujoco.mjtSensor.mjSENS_FRAMEPOS
+    sensor.objtype = mujoco.mjtObj.mjOBJ_SITE
+    sensor.objname = "gripper"
+
+
 @dataclass
 class PandaPushConfig(TaskConfig):
     model: str = "panda-cube"                       # built-in model name or a user MJCF path
@@ -66,11 +75,7 @@ class PandaPush(Task):
         self.box_height = float(self.home_qpos[self.box_qpos + 2])
 
     def edit_spec(self, spec: mujoco.MjSpec) -> None:
-        sensor = spec.add_sensor()
-        sensor.name = "ee_pos"
-        sensor.type = mujoco.mjtSensor.mjSENS_FRAMEPOS
-        sensor.objtype = mujoco.mjtObj.mjOBJ_SITE
-        sensor.objname = "gripper"
+        add_ee_sensor(spec)
 
     def check_model(self, model: mujoco.MjModel) -> None:
         names = [*ARM_JOINTS]

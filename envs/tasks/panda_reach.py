@@ -20,10 +20,10 @@ import mujoco
 import numpy as np
 
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
+from envs.tasks.panda_push import ARM_JOINTS, add_ee_sensor
 from simrl.core.config import require
 from simrl.core.robot_state import RobotState
 
-ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 HOME = (0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853)
 # Panda (Menagerie) and FR3 (Franka's datasheet) joint ranges intersected, less 0.05 rad.
 TARGET_LOW = (-2.6937, -1.7128, -2.8473, -2.9921, -2.7565, 0.5945, -2.8473)
@@ -92,11 +92,7 @@ class PandaReach(Task):
         self.max_lead = np.where(kp > 0, force / np.where(kp > 0, kp, 1.0), np.inf) if config.limit_lead else np.full(7, np.inf)
 
     def edit_spec(self, spec: mujoco.MjSpec) -> None:
-        sensor = spec.add_sensor()
-        sensor.name = "ee_pos"
-        sensor.type = mujoco.mjtSensor.mjSENS_FRAMEPOS
-        sensor.objtype = mujoco.mjtObj.mjOBJ_SITE
-        sensor.objname = "gripper"
+        add_ee_sensor(spec)
 
     def check_model(self, model: mujoco.MjModel) -> None:
         missing = [j for j in ARM_JOINTS if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) < 0]
