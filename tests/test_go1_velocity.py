@@ -158,3 +158,18 @@ def test_simrl_eval_reports_axes_and_writes_the_sweep_plot(tmp_path, capsys):
     png = tmp_path / "sweep" / "command_sweep-c.png"
     assert sweep["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "sweep" / "command_sweep-c.json").read_text())["steps"] == 200
+
+
+def test_the_full_menagerie_go1_runs_the_same_task():
+    """Sim-to-sim on the robot's full model (`--task.model go1-menagerie`: mesh collisions, its
+    own 2 ms time step): the same observation layout and feet sensors, and the default pose held
+    by the PD keeps it standing."""
+    flat, full = make_task("go1-velocity"), make_task("go1-velocity", model="go1-menagerie")
+    assert full.observation_names == flat.observation_names
+    assert full.model.opt.timestep != flat.model.opt.timestep and full.substeps * full.model.opt.timestep == pytest.approx(0.02)
+    env = BatchedEnv(full, 8, seed=0)
+    env.reset_numpy()
+    stand(env, 100)                                         # 2 s
+    rs = env.robot_state
+    assert np.all(rs.base_pos[:, 2] > 0.2), rs.base_pos[:, 2]
+    assert rs.extras["feet_contact"].shape == (8, 4) and np.all(rs.extras["feet_contact"].sum(axis=1) >= 3)
