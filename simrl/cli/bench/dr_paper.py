@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from simrl.cli.bench.machine import finish, machine_info
+from simrl.cli.bench import machine as bench_machine
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources
 
@@ -234,7 +234,7 @@ def run_paper(args: Any) -> int:
     report = {"protocol": asdict(protocol), "sources": SOURCES, "deviations": DEVIATIONS,
               "target_ranges": protocol.target_ranges(), "budget": asdict(budget),
               "full_budget": budget.timesteps == protocol.timesteps, "methods": summary,
-              "machine": finish({**machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
+              "machine": bench_machine.finish({**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": "simrl bench dr --protocol paper " + " ".join(
                   f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps",

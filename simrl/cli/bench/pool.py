@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources
 
@@ -57,3 +59,19 @@ def _expand(task: str, dr: dict[str, tuple[float, float]]) -> dict[str, list[flo
         else:
             out[name] = list(rng)
     return out
+
+
+def proxy_returns(task: str, proxy: Any, pool: list[Path], episodes: int, cache: Path) -> np.ndarray:
+    """Mean return of each checkpoint of ``pool`` over ``episodes`` episodes on ``proxy`` (an
+    :class:`envs.perturbation.Perturbation`), cached by path in ``cache`` after each checkpoint
+    (a rerun after a crash scores only the rest)."""
+    import policies
+    from simrl.validate.rollout import first_episodes
+
+    truth = json.loads(cache.read_text()) if cache.exists() else {}
+    for path in pool:
+        if str(path) not in truth:
+            returns, _ = first_episodes(proxy.make_env(task, episodes, seed=2), policies.load(path), seed=2)
+            truth[str(path)] = float(returns.mean())
+            cache.write_text(json.dumps(truth, indent=1))
+    return np.array([truth[str(p)] for p in pool])

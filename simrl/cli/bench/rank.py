@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from envs.perturbation import Perturbation
-from simrl.cli.bench.pool import train_pool
+from simrl.cli.bench.pool import proxy_returns, train_pool
 from simrl.sweep import Resources
 
 # The pool: name -> (training randomization, steps as a multiple of --steps, seed).
@@ -114,27 +114,13 @@ def record_real_logs(task: str, logger: Path, out: Path, worlds: int, steps: int
     return out
 
 
-def true_returns(task: str, pool: list[Path], episodes: int, cache: Path) -> np.ndarray:
-    """Mean return of each checkpoint over ``episodes`` proxy episodes (cached by path)."""
-    import policies
-    from simrl.validate.rollout import first_episodes
-
-    truth = json.loads(cache.read_text()) if cache.exists() else {}
-    for path in pool:
-        if str(path) not in truth:
-            returns, _ = first_episodes(PROXY.make_env(task, episodes, seed=2), policies.load(path), seed=2)
-            truth[str(path)] = float(returns.mean())
-    cache.write_text(json.dumps(truth, indent=2))
-    return np.array([truth[str(p)] for p in pool])
-
-
 def quality(args: Config, root: Path) -> dict:
     from simrl.validate.ranking import RankConfig, finish, rank_checkpoints
     from simrl.validate.report import write_report
 
     pool, logger = build_pool(args.task, root, args.steps, resources(args), args.num_envs)
     logs = record_real_logs(args.task, logger, root / "real_logs", args.real_worlds, args.real_steps)
-    truth = true_returns(args.task, pool, args.truth_episodes, root / "truth.json")
+    truth = proxy_returns(args.task, PROXY, pool, args.truth_episodes, root / "truth.json")
     cfg = RankConfig()
     ranking = rank_checkpoints(pool, logs, cfg, log=print)
     results = {}

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from envs.perturbation import Perturbation
-from simrl.cli.bench.machine import finish, machine_info
+from simrl.cli.bench import machine as bench_machine
 
 METRICS = ("spearman", "kendall", "regret@1")
 
@@ -119,20 +119,6 @@ def draw_proxies(task: str, spec: ManySpec = SPEC, n: int | None = None) -> list
     return out
 
 
-def proxy_truth(task: str, proxy: Perturbation, pool: list[Path], episodes: int, cache: Path) -> np.ndarray:
-    """Mean return of each checkpoint over ``episodes`` proxy episodes (cached by path)."""
-    import policies
-    from simrl.validate.rollout import first_episodes
-
-    truth = json.loads(cache.read_text()) if cache.exists() else {}
-    for path in pool:
-        if str(path) not in truth:
-            returns, _ = first_episodes(proxy.make_env(task, episodes, seed=2), policies.load(path), seed=2)
-            truth[str(path)] = float(returns.mean())
-            cache.write_text(json.dumps(truth, indent=1))
-    return np.array([truth[str(p)] for p in pool])
-
-
 def proxy_logs(task: str, proxy: Perturbation, logger: Path, out: Path, spec: ManySpec) -> Path:
     """Real logs of the logging policy on ``proxy`` (recorded once)."""
     import policies
@@ -163,7 +149,7 @@ def summarize(per_proxy: list[dict[str, dict[str, float]]]) -> dict[str, dict[st
 def run_task(task: str, args: Any, spec: ManySpec, root: Path, cfg: Any = None) -> dict[str, Any]:
     """The protocol on one task; results cached under ``root``."""
     import policies
-    from simrl.cli.bench.pool import train_pool
+    from simrl.cli.bench.pool import proxy_returns, train_pool
     from simrl.sweep import Resources
     from simrl.validate.data import load_real_data
     from simrl.validate.ood import ood_scores, reference_rollouts
@@ -191,7 +177,7 @@ def run_task(task: str, args: Any, spec: ManySpec, root: Path, cfg: Any = None) 
             d = root / f"proxy{i}"
             d.mkdir(parents=True, exist_ok=True)
             proxy.save(d / "proxy.json")
-            truth = proxy_truth(task, proxy, pool, spec.truth_episodes, d / "truth.json")
+            truth = proxy_returns(task, proxy, pool, spec.truth_episodes, d / "truth.json")
             logs = proxy_logs(task, proxy, finals["logger"], d / "real_logs", spec)
             real = load_real_data(logs, loaded[0].spec)
             oods = [ood_scores(p, ref, real, cfg.ood) for p, ref in zip(loaded, refs)]
@@ -224,7 +210,7 @@ def run_many(args: Any, spec: ManySpec = SPEC, cfg: Any = None) -> int:
     results = {task: run_task(task, args, spec, root / task, cfg) for task in tasks}
     report = {"spec": asdict(spec), "steps": args.steps, "num_envs": args.num_envs, "proxies": args.proxies or spec.proxies,
               "tasks": results, "rank_config": "simrl.validate.ranking.RankConfig() defaults",
-              "machine": finish({**machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
+              "machine": bench_machine.finish({**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": f"simrl bench rank --protocol many --tasks {args.tasks} --steps {args.steps} "
                          f"--proxies {args.proxies} --num-envs {args.num_envs} --cache {root}"}
