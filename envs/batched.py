@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import mujoco
@@ -54,6 +54,7 @@ class EpisodeBatch:
     success: np.ndarray      # (k,) bool
     terminated: np.ndarray   # (k,) bool: ended by the task, not by the time limit
     params: np.ndarray       # (k, d) the parameter vector each episode ran with
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (k,) per-step mean of each task metric
 
     def __len__(self) -> int:
         return len(self.env_ids)
@@ -477,7 +478,9 @@ class BatchedEnv(SimEnv):
                                    {k: v[idx] for k, v in self.metric_sums.items()}, terminated[idx])
             info["episodes"] = EpisodeBatch(idx, self.ep_return[idx].copy(), self.ep_length[idx].copy(),
                                             np.asarray(success, dtype=bool), terminated[idx].copy(),
-                                            self.params[idx].copy())
+                                            self.params[idx].copy(),
+                                            {k: v[idx] / np.maximum(self.ep_length[idx], 1)
+                                             for k, v in self.metric_sums.items()})
             final_obs = np.zeros((n, self.observation_size))
             final_obs[idx] = task.observation(final)
             info["final_obs"] = final_obs

@@ -433,7 +433,9 @@ class WarpEnv(SimEnv):
         done = terminated | truncated
         success = task.success(rs, self.ep_return, self.ep_length, self.metric_sums, terminated)
         final_obs = torch.where(done[:, None], task.observation(rs), 0.0)
-        self._records.append((done, self.ep_return, self.ep_length, success, terminated, self.param_values))
+        sums = (torch.stack(list(self.metric_sums.values()), 1) if self.metric_sums
+                else self.ep_return.new_zeros((len(done), 0)))
+        self._records.append((done, self.ep_return, self.ep_length, success, terminated, self.param_values, sums))
         task.update_task_state(rs, self.task_state)
         if self.resample_commands:
             self._redraw_commands(~done)
@@ -472,13 +474,16 @@ class WarpEnv(SimEnv):
         torch = self.torch
         cols = [torch.stack(c) for c in zip(*self._records)]
         self._records.clear()
-        done, returns, lengths, success, terminated, params = (c.cpu().numpy() for c in cols)
+        done, returns, lengths, success, terminated, params, sums = (c.cpu().numpy() for c in cols)
         steps, ids = np.nonzero(done)
         if not len(ids):
             return None
-        return EpisodeBatch(ids, returns[steps, ids].astype(np.float64), lengths[steps, ids],
+        length = lengths[steps, ids]
+        means = sums[steps, ids] / np.maximum(length, 1)[:, None]
+        return EpisodeBatch(ids, returns[steps, ids].astype(np.float64), length,
                             success[steps, ids].astype(bool), terminated[steps, ids].astype(bool),
-                            params[steps, ids].astype(np.float64))
+                            params[steps, ids].astype(np.float64),
+                            {k: means[:, i].astype(np.float64) for i, k in enumerate(self.metric_sums)})
 
     def _write_forces(self) -> None:
         """Random pushes (when ``push`` is randomized) plus any external force, on the root body."""

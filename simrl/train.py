@@ -188,34 +188,51 @@ def set_threads(threads: int) -> None:
 
 
 class EpisodeWindow:
-    """Returns, lengths and success flags of the last ``size`` episodes."""
+    """Returns, lengths, success and fall flags and task metrics (per-step means, e.g. go1's
+    ``lin_vel_error``) of the last ``size`` episodes."""
 
     def __init__(self, size: int = 100):
+        self.size = size
         self.returns: collections.deque = collections.deque(maxlen=size)
         self.lengths: collections.deque = collections.deque(maxlen=size)
         self.success: collections.deque = collections.deque(maxlen=size)
+        self.falls: collections.deque = collections.deque(maxlen=size)
+        self.metrics: dict[str, collections.deque] = {}
         self.total = 0
 
-    def add(self, returns: Any, lengths: Any, success: Any) -> None:
+    def add(self, returns: Any, lengths: Any, success: Any, terminated: Any = None,
+            metrics: dict[str, Any] | None = None) -> None:
         self.returns.extend(float(r) for r in returns)
         self.lengths.extend(int(n) for n in lengths)
         self.success.extend(bool(s) for s in success)
+        if terminated is not None:
+            self.falls.extend(bool(t) for t in terminated)
+        for key, values in (metrics or {}).items():
+            self.metrics.setdefault(key, collections.deque(maxlen=self.size)).extend(float(v) for v in values)
         self.total += len(returns)
 
     def summary(self) -> dict[str, float]:
         if not self.returns:
             return {}
-        return {"mean_return": float(np.mean(self.returns)), "mean_length": float(np.mean(self.lengths)),
-                "success_rate": float(np.mean(self.success))}
+        out = {"mean_return": float(np.mean(self.returns)), "mean_length": float(np.mean(self.lengths)),
+               "success_rate": float(np.mean(self.success))}
+        if self.falls:
+            out["termination_rate"] = float(np.mean(self.falls))
+        out.update({key: float(np.mean(v)) for key, v in self.metrics.items()})
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "lengths": list(self.lengths),
-                "success": list(self.success), "total": self.total}
+                "success": list(self.success), "falls": list(self.falls),
+                "metrics": {k: list(v) for k, v in self.metrics.items()}, "total": self.total}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
         self.success.extend(state["success"])
+        self.falls.extend(state.get("falls", []))
+        for key, values in state.get("metrics", {}).items():
+            self.metrics.setdefault(key, collections.deque(maxlen=self.size)).extend(values)
         self.total = int(state["total"])
 
 
@@ -283,7 +300,8 @@ class Trainer:
     def record_episodes(self, returns: Any, lengths: Any, success: Any, batch: Any = None) -> None:
         """Adds finished episodes to the statistics and passes ``batch`` (an
         :class:`~envs.batched.EpisodeBatch`, when the algorithm has one) to the hooks."""
-        self.episodes.add(returns, lengths, success)
+        self.episodes.add(returns, lengths, success, getattr(batch, "terminated", None),
+                          getattr(batch, "metrics", None))
         if batch is not None:
             for hook in self.on_episodes:
                 hook(self, batch)

@@ -173,3 +173,25 @@ def test_the_full_menagerie_go1_runs_the_same_task():
     rs = env.robot_state
     assert np.all(rs.base_pos[:, 2] > 0.2), rs.base_pos[:, 2]
     assert rs.extras["feet_contact"].shape == (8, 4) and np.all(rs.extras["feet_contact"].sum(axis=1) >= 3)
+
+
+def test_finished_episodes_carry_their_per_step_metric_means_and_the_trainer_logs_them():
+    from simrl.train import EpisodeWindow
+    env = BatchedEnv(make_task("go1-velocity", max_episode_steps=6), 8, seed=3)
+    env.reset_numpy()
+    sums: dict[str, np.ndarray] = {}
+    for _ in range(6):
+        *_, info = env.step_numpy(np.random.default_rng(0).uniform(-1, 1, (8, env.action_size)))
+        for k, v in info["metrics"].items():
+            sums[k] = sums.get(k, 0.0) + v
+    batch = info["episodes"]                   # every world ends at the time limit together
+    assert set(batch.metrics) == {"lin_vel_error", "yaw_rate_error", "vx_error", "vy_error"}
+    for k, v in batch.metrics.items():
+        np.testing.assert_allclose(v, sums[k][batch.env_ids] / 6)
+    window = EpisodeWindow()
+    window.add(batch.returns, batch.lengths, batch.success, batch.terminated, batch.metrics)
+    restored = EpisodeWindow()
+    restored.load_state_dict(window.state_dict())
+    summary = restored.summary()
+    assert summary["termination_rate"] == pytest.approx(batch.terminated.mean())
+    assert summary["lin_vel_error"] == pytest.approx(batch.metrics["lin_vel_error"].mean())

@@ -121,6 +121,7 @@ def test_auto_reset_and_episode_statistics():
     batch = seen[0]
     assert set(batch.env_ids.tolist()) == {0, 1, 2, 3} and (batch.lengths == 5).all()
     assert batch.params.shape == (4, len(env.param_names)) and not batch.terminated.any()
+    assert set(batch.metrics) == set(env.metric_sums) and all(v.shape == (4,) for v in batch.metrics.values())
     assert (env.ep_length == 1).all()         # reset at step 5, stepped once since
 
 
