@@ -65,3 +65,10 @@ def test_pass_fail_follows_the_numbers(tiny_run, tmp_path):
             hit = next((m for m in marked if m["passes"]), None)
             assert first_passing(marked) == ("not reached" if hit is None else {
                 "steps": hit["steps"], "train_wall_time_s": hit["train_wall_time_s"], "checkpoint": hit["checkpoint"]})
+
+
+def test_a_run_of_another_task_or_no_run_is_refused(tmp_path):
+    (tmp_path / "hop").mkdir()
+    (tmp_path / "hop" / "config.json").write_text(json.dumps({"train": {"task": "hopper"}}))
+    assert main(["bench", "track", "--run", str(tmp_path / "hop")]) == 2
+    assert main(["bench", "track", "--run", str(tmp_path / "nothing")]) == 2

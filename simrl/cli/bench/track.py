@@ -125,8 +125,13 @@ def settings(run: Path) -> dict[str, Any]:
     from simrl.algos import default_config
     from simrl.train import CONFIG_FILE, config_to_dict
 
-    stored = json.loads((run / CONFIG_FILE).read_text())
+    file = run / CONFIG_FILE
+    if not file.exists():
+        raise FileNotFoundError(f"--run {run}: not a run directory (no {CONFIG_FILE})")
+    stored = json.loads(file.read_text())
     t = stored["train"]
+    if t["task"] != TASK:
+        raise ValueError(f"{file}: train.task is {t['task']!r}; simrl bench track scores {TASK} runs")
     default = config_to_dict(default_config(t["task"], t["algo"], dr="uniform"))
     differs = [name for name in _dotted(stored) if name.split(".", 1)[0] != "train"
                or name.split(".", 1)[1] not in NOT_SETTINGS]
@@ -207,6 +212,7 @@ def run(config: Config) -> int:
     t0 = time.perf_counter()
     run_dir = Path(config.run) if config.run else train(config)
     train_s = None if config.run else round(time.perf_counter() - t0, 1)
+    how = settings(run_dir)
     found, skipped = checkpoints(run_dir)
     for note in skipped:
         print(f"skipped incomplete checkpoint {note}")
@@ -226,7 +232,7 @@ def run(config: Config) -> int:
                 "--task go1-velocity --dr uniform) to a policy with mean lin-vel error, yaw-rate error "
                 "and fall fraction under the thresholds, every checkpoint scored in step order",
         "machine": finish(info), "run": str(run_dir), "run_finished": (run_dir / "final").is_dir(),
-        **settings(run_dir),
+        **how,
         "bench_train_wall_s": train_s,
         "thresholds": {"lin_vel_error_m_s": config.lin_vel_error, "yaw_rate_error_rad_s": config.yaw_rate_error,
                        "fall_fraction": config.falls},
