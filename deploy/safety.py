@@ -30,11 +30,14 @@ first one's), ``tilt`` (the base tilts past ``max_tilt_deg``: a fall), ``stale_d
 ``object_pose_age`` in the state, is older than ``max_pose_age_s``: the marker is out of view
 or the camera stopped; see :mod:`deploy.perception`) and ``estop`` (Ctrl-C / SIGTERM).
 
-``stale_data`` is judged on the robot's own clock where its states carry increasing
-timestamps: the runtime stops when states were lost over more than ``stale_periods`` control
-periods of robot time, or when nothing at all arrives for ``stale_timeout_s`` seconds. A robot
-(or a runtime) that pauses under CPU load and then goes on loses nothing and is not stopped.
-Without usable timestamps: ``stale_periods`` control periods without a fresh state.
+``stale_data``: where the robot's states carry increasing timestamps (Unitree's ``tick``, the
+UDP robot's clock), the runtime stops when no new state (timestamp advanced) was read for
+longer than ``stale_timeout_s`` on a monotonic clock. Lost states in between do not count, nor
+how far apart two reads are: a runtime that stalls under CPU load and then reads a new state,
+or a link that drops isolated states, is not stopped; a robot that stops sending (killed,
+unplugged, paused too long) is, ``stale_timeout_s`` after its last new state (within 3 control
+periods of 20 ms with ``stale_timeout_s`` = 0.05). Without usable timestamps: ``stale_periods``
+control periods without a fresh state.
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ class SafetyConfig:
     torque_fraction: float = 1.0     # share of the actuator force limit the PD may demand
     max_action_delta: float = 1.0    # policy units per control step
     max_tilt_deg: float = 60.0       # base tilt counted as a fall (robots with an IMU)
-    stale_periods: int = 3           # control periods of robot time whose states may be lost
-    stale_timeout_s: float = 0.2     # seconds without any state before stopping
+    stale_periods: int = 3           # robots without usable timestamps: control periods without a fresh state before stopping
+    stale_timeout_s: float = 0.2     # seconds (monotonic clock) without a new state before stopping
     zero_torque_s: float = 0.0       # zero torque this long before the soft start (servo robots)
     soft_start_s: float = 1.0        # move to the default pose first (servo robots only)
     soft_start_speed: float = 1.0    # servo units (rad) per second, at least, during soft start

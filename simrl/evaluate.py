@@ -112,13 +112,14 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
                  sweep: CommandSweep | None = None, backend: str = "cpu",
                  device: Any = "cpu") -> dict[str, np.ndarray]:
     """Runs ``episodes`` episodes of ``policy`` (observation tensor -> action tensor) in
-    ``task``, one per world per round; returns per-episode returns, lengths, success flags and
-    per-step metric means. ``wrap`` wraps each env (residual checkpoints run in their
+    ``task``, one per world per round; returns per-episode returns, lengths, success flags,
+    ``terminated`` flags (ended by the task, e.g. a fall, not by the time limit) and per-step
+    metric means. ``wrap`` wraps each env (residual checkpoints run in their
     :class:`~simrl.robust.residual.ResidualEnv`); ``sweep`` collects every step's commands and
     tracking errors; ``backend``/``device``: the physics (:func:`envs.make`)."""
     import torch
 
-    out: dict[str, list] = {"returns": [], "lengths": [], "success": []}
+    out: dict[str, list] = {"returns": [], "lengths": [], "success": [], "terminated": []}
     metrics: dict[str, list] = {}
     done_rounds = 0
     while len(out["returns"]) < episodes:
@@ -144,6 +145,7 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
                 out["returns"] += batch.returns[new].tolist()
                 out["lengths"] += batch.lengths[new].tolist()
                 out["success"] += batch.success[new].tolist()
+                out["terminated"] += batch.terminated[new].tolist()
                 for key, sums in env.metric_sums.items():
                     metrics.setdefault(key, []).extend((to_numpy(sums)[ids] / batch.lengths[new]).tolist())
                 finished[ids] = True
@@ -216,13 +218,14 @@ def record_videos(policy: Callable[[Any], Any], task: Any, out_dir: Any, episode
 
 
 def summarize(episodes: dict[str, np.ndarray]) -> dict[str, Any]:
-    success = episodes["success"]
+    success, terminated = episodes["success"], episodes["terminated"]
     return {"episodes": int(len(episodes["returns"])),
             "return": t_interval(episodes["returns"]),
             "success_rate": wilson_interval(int(success.sum()), len(success)),
+            "terminated_rate": wilson_interval(int(terminated.sum()), len(terminated)),
             "length": t_interval(episodes["lengths"]),
             "metrics": {k: t_interval(v) for k, v in episodes.items()
-                        if k not in ("returns", "lengths", "success")}}
+                        if k not in ("returns", "lengths", "success", "terminated")}}
 
 
 def format_summary(result: dict[str, Any]) -> str:

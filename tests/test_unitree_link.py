@@ -154,3 +154,39 @@ def test_late_states_are_dropped_and_the_clock_never_runs_backwards():
     assert ignoring.read_state().stamp == pytest.approx(0.005)
     with pytest.raises(ValueError, match="crc"):
         parse_uri("unitree://lo?crc=maybe")
+
+
+class _StallingPolicy:
+    """The checkpoint's ONNX policy; the ``at``-th calls stall the runtime for ``seconds`` (a
+    loaded robot computer), as a blocked loop does between two reads."""
+
+    def __init__(self, checkpoint, at: tuple[int, ...], seconds: float):
+        from deploy.policy import OnnxPolicy
+        from simrl.core.spec import load_spec
+        self.policy, self.at, self.seconds, self.calls = OnnxPolicy(checkpoint, load_spec(checkpoint)), at, seconds, 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls in self.at:
+            time.sleep(self.seconds)
+        return self.policy(x)
+
+
+def test_runtime_stalls_with_lost_states_are_not_stale(go1_checkpoint, tmp_path):
+    """Runtime stalls of 0.15 s (more than 3 periods, less than the stale timeout) on a link
+    that loses 30% of the states: after each stall the next read brings a new state, so the
+    watchdog (no new state for stale_timeout_s on a monotonic clock) does not stop. The old
+    watchdog, which compared the robot time of consecutive reads and stopped when states were
+    lost over more than 3 periods of it, stopped at the first stall."""
+    domain = domain_id(13)
+    with TwinProcess(SimConfig("go1-velocity"), domain) as twin:
+        robot = UnitreeRobot(parse_uri(twin.uri), make_task("go1-velocity").model, Faults(loss=0.3, seed=4))
+        cfg = deploy.RuntimeConfig(command=(0.3, 0.0, 0.0), end_on_termination=False,
+                                   safety=deploy.SafetyConfig(soft_start_s=0.5, stale_timeout_s=0.2))
+        policy = _StallingPolicy(go1_checkpoint, at=(5, 20, 35), seconds=0.15)
+        report = deploy.Runtime(go1_checkpoint, robot, cfg, policy).run(2.0, tmp_path / "stalls.mcap")
+    assert report.stop_reason is None, report.summary()
+    assert report.safety_events["stale_data"] == 0 and report.link["lost"] > 0, report.link
+    assert report.deadline_misses >= 3 * 6  # the loop really stalled, 3 times over 6 periods
+    robot_time = read_log(tmp_path / "stalls.mcap").state["robot_time"][:, 0]
+    assert (np.diff(robot_time) > 0.1).sum() >= 3  # robot time ran on during each stall

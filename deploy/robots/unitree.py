@@ -25,8 +25,8 @@ DAMP command ``kp = 0`` and ``kd > 0`` (damping mode), ``dq = tau = 0``; every c
 its CRC. Motors the model does not drive are sent disabled (mode 0, zero gains).
 
 Link checks and faults. Each read takes the newest state by ``tick``: states whose tick is not after
-the last accepted one's are counted ``late`` and dropped (the robot clock the watchdog judges
-never runs backwards); one with a wrong CRC is ``rejected`` and the next older one tried.
+the last accepted one's are counted ``late`` and dropped (the robot clock never runs backwards,
+and only a state whose tick advanced is new to the stale-data watchdog); one with a wrong CRC is ``rejected`` and the next older one tried.
 ``simrl deploy --link-loss/--link-delay/--link-latency`` inject faults as on a UDP link
 (:class:`~deploy.robots.udp.FaultLine`): states are dropped (counted ``lost``), held back past
 newer ones, or delayed; commands are dropped.

@@ -57,8 +57,8 @@ class DeployArgs:
     seed: int = 0                        # random seed (commands, the mujoco robot)
     zero_torque: float = 0.0             # seconds of zero torque before the soft start (unitree_rl_gym's deploy_real start-up)
     soft_start: float = 1.0              # seconds to the default pose
-    stale_periods: int = 3               # control periods of robot time whose states may be lost before a safe stop (robots without timestamps: periods without fresh state)
-    stale_timeout: float = 0.2           # seconds without any state before a safe stop
+    stale_periods: int = 3               # robots without usable timestamps: control periods without a fresh state before a safe stop
+    stale_timeout: float = 0.2           # seconds (monotonic clock) without a new state (timestamp advanced) before a safe stop
     connect_timeout: float = 20.0        # seconds to wait for the robot to accept and send its first state
     key_file: str | None = None          # udp robots: shared key file; every packet carries an HMAC-SHA256 tag (the robot must use the same key)
     link_loss: float = 0.0               # soak: drop this share of state and command packets, both ways
