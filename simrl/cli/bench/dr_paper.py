@@ -236,7 +236,7 @@ def run_paper(args: Any) -> int:
     print(f"DORAEMON paper protocol (Hopper, 8 parameters, target {protocol.target_ranges()['friction']}): "
           f"{budget.timesteps:,} steps per run (paper {protocol.timesteps:,}), update/eval every "
           f"{budget.update_steps:,} (paper {protocol.update_steps:,}), {budget.target_episodes} target "
-          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs ({budget.algo})", flush=True)
+          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}; --algo {budget.algo})", flush=True)
     t0 = time.perf_counter()
     trials, rows = sweep_trials([trial_options(m, s, ranges_file, protocol, budget) for m, s in pairs],
                                 ["algo", "dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
