@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-import envs
 import envs.gym
 from envs.batched import resolve_distribution
 from envs.tasks import make_config, make_task
@@ -33,8 +32,8 @@ from policies.networks import ACTIVATIONS, Policy
 from policies.sb3 import NeedsPickleError, check_conversion, policy_from_sb3
 from policies.wrappers import HistoryEnv
 from simrl.algos import env_dr, register_algorithm
-from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 from simrl.core.config import require
+from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 from simrl.ppo import PPOConfig
 from simrl.train import RunConfig, Trainer, resolve_device, resolve_dr, set_threads
 
@@ -255,8 +254,9 @@ def make_sb3_ppo_trainer(cfg: RunConfig, out: str | Path) -> SB3Trainer:
 
 def uses_batched_env(cfg: RunConfig) -> bool:
     """Whether the run trains on simrl's batched env (SAC with DORAEMON or the paper's inputs)."""
-    s = cfg.train.algo == "sb3-sac"
-    return s and (cfg.train.dr == "doraemon" or cfg.sac.history > 0 or cfg.sac.critic_dynamics)
+    if cfg.train.algo != "sb3-sac":
+        return False
+    return cfg.train.dr == "doraemon" or cfg.sac.history > 0 or cfg.sac.critic_dynamics
 
 
 @register_algorithm("sb3-sac", sections={"sac": SACConfig, "doraemon": DoraemonTrainConfig},
