@@ -4,8 +4,10 @@ A plain checkpoint maps the task observation to the task action. Two kinds train
 wrapper, and the runtime runs that wrapper's transforms here, the same numpy code
 (:mod:`policies.io`) the training wrappers run, with one world:
 
-* **history students** (``simrl distill``, ``spec["history"]``): the network sees the last ``H``
-  task observations, oldest first, zeros before the run starts (:class:`policies.io.History`);
+* **history policies** (``simrl distill`` students, ``spec["history"]``): the network sees the last
+  ``H`` task observations, oldest first, zeros before the run starts (:class:`policies.io.History`),
+  and with ``spec["history"]["actions"] = K`` (SAC with the DORAEMON paper's inputs) its own last
+  ``K`` actions after them (:class:`policies.io.ActionHistory`);
 * **residual policies** (``simrl train --residual``, ``spec["residual"]``): the network sees the
   task observation plus the frozen base's action and outputs a correction
   (:class:`policies.io.Residual`). On the robot the base must be a scripted controller from
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from policies.base import SCRIPTED
-from policies.io import History, Residual, scripted_base
+from policies.io import ActionHistory, History, Residual, scripted_base
 from simrl.core.robot_state import RobotState
 
 
@@ -38,13 +40,17 @@ class PolicyIO:
         history, residual = spec.get("history"), spec.get("residual")
         if history and residual:
             raise ValueError("checkpoint has both a history and a residual base; not supported")
-        length = 1
+        length, actions = 1, 0
         if history:
             if list(history["names"]) != list(task.observation_names):
-                raise ValueError(f"the student's history holds observations of another layout "
+                raise ValueError(f"the checkpoint's history holds observations of another layout "
                                  f"than task {task.name}'s")
-            length = int(history["length"])
+            length, actions = int(history["length"]), int(history.get("actions", 0))
+            if actions and list(history["action_names"]) != list(task.action_names):
+                raise ValueError(f"the checkpoint's history holds actions of another layout "
+                                 f"than task {task.name}'s")
         self.history = History(1, length, task.observation_size)
+        self.actions = ActionHistory(1, actions, task.action_size) if actions else None
         self.residual: Residual | None = None
         if residual:
             scripted = SCRIPTED.get(task.name, ())
@@ -53,7 +59,8 @@ class PolicyIO:
                                  f"of task {task.name} ({', '.join(scripted) or 'none'});"
                                  " the runtime runs residuals on scripted bases only")
             self.residual = Residual(scripted_base(residual["base"], task), float(residual["scale"]))
-        self.input_size = length * task.observation_size + (task.action_size if self.residual else 0)
+        self.input_size = (length * task.observation_size + actions * task.action_size
+                           + (task.action_size if self.residual else 0))
 
     def observe(self, obs: np.ndarray) -> None:
         """Adds this step's task observation (obs_size,) to the history."""
@@ -62,10 +69,14 @@ class PolicyIO:
     def network_input(self, rs: RobotState) -> np.ndarray:
         """The network's observation for this step (after :meth:`observe`)."""
         x = self.history.flat()
+        if self.actions is not None:
+            x = np.concatenate([x, self.actions.flat()], axis=1)
         return (x if self.residual is None else self.residual.observe(x, rs))[0]
 
     def action(self, raw: np.ndarray) -> np.ndarray:
         """The task action for the network's output ``raw`` (after :meth:`network_input`)."""
+        if self.actions is not None:
+            self.actions.push(raw[None])
         if self.residual is None:
             return raw
         return self.residual.action(raw[None])[0]

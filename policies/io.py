@@ -8,6 +8,9 @@ robot exactly the inputs it was trained on.
 
 * :class:`History`: the last ``length`` task observations, oldest first, zeros before the
   episode start; a world's history restarts when its episode ends (``spec["history"]``).
+* :class:`ActionHistory`: the last ``length`` actions the policy took, oldest first, zeros
+  before the episode start (``spec["history"]["actions"]``: the observation-action history of
+  the DORAEMON paper's SAC actor).
 * :class:`Residual`: the observation plus a frozen base controller's action; the network's
   output is a correction ``action = clip(base + scale * clip(residual, -1, 1), -1, 1)``
   (``spec["residual"]``).
@@ -82,6 +85,44 @@ class History:
         stacked = np.concatenate([self.buffer[done, 1:], final_obs[done, None]], axis=1)
         out[done] = stacked.reshape(len(stacked), -1)
         return out
+
+
+class ActionHistory:
+    """The last ``length`` actions (clipped to [-1, 1]) of ``num_envs`` worlds, flattened oldest
+    first; zeros before a world's episode start."""
+
+    def __init__(self, num_envs: int, length: int, action_size: int):
+        if length < 1:
+            raise ValueError(f"action history length must be >= 1, got {length}")
+        self.length = length
+        self.buffer = np.zeros((num_envs, length, action_size))
+
+    @staticmethod
+    def names(action_names: Sequence[str], length: int) -> list[str]:
+        """The stacked actions' names: ``action:NAME@t-k``, oldest first (k = length .. 1)."""
+        return [f"action:{name}@t-{k}" for k in range(length, 0, -1) for name in action_names]
+
+    def flat(self) -> np.ndarray:
+        """(n, length * action_size) the stacked actions (a copy)."""
+        return self.buffer.reshape(len(self.buffer), -1).copy()
+
+    def reset(self, done: np.ndarray | None = None) -> np.ndarray:
+        """Worlds in ``done`` (every world when None) start an empty history."""
+        if done is None:
+            self.buffer[...] = 0.0
+        else:
+            self.buffer[done] = 0.0
+        return self.flat()
+
+    def shifted(self, action: np.ndarray) -> np.ndarray:
+        """(n, length * action_size) the history with ``action`` appended, without storing it."""
+        stacked = np.concatenate([self.buffer[:, 1:], np.clip(action, -1.0, 1.0)[:, None]], axis=1)
+        return stacked.reshape(len(stacked), -1)
+
+    def push(self, action: np.ndarray) -> None:
+        """Appends the action every world just took."""
+        self.buffer[:, :-1] = self.buffer[:, 1:]
+        self.buffer[:, -1] = np.clip(action, -1.0, 1.0)
 
 
 class Residual:

@@ -47,7 +47,7 @@ def policy_from_sb3(sb3_policy: Any, vec_normalize: Any = None) -> Policy:
     from stable_baselines3.sac.policies import SACPolicy
 
     _check_unit_box(sb3_policy.action_space)
-    obs_dim = int(np.prod(sb3_policy.observation_space.shape))
+    obs_dim = int(np.prod(_actor_space(sb3_policy).shape))
     act_dim = int(np.prod(sb3_policy.action_space.shape))
     if isinstance(sb3_policy, ActorCriticPolicy):
         if sb3_policy.use_sde or sb3_policy.squash_output:
@@ -88,13 +88,39 @@ def policy_from_sb3(sb3_policy: Any, vec_normalize: Any = None) -> Policy:
     return policy
 
 
+def _actor_key(sb3_policy: Any) -> str | None:
+    """The dict-observation entry an asymmetric policy's actor reads (its features extractor's
+    ``key``); None for a flat observation."""
+    from gymnasium import spaces
+
+    if not isinstance(sb3_policy.observation_space, spaces.Dict):
+        return None
+    key = getattr(getattr(getattr(sb3_policy, "actor", None), "features_extractor", None), "key", None)
+    if key not in sb3_policy.observation_space.spaces:
+        raise CheckpointError("SB3 policy with a dict observation: only an actor that reads one "
+                              "entry of it (a features extractor with a 'key') converts")
+    return key
+
+
+def _actor_space(sb3_policy: Any) -> Any:
+    key = _actor_key(sb3_policy)
+    return sb3_policy.observation_space if key is None else sb3_policy.observation_space[key]
+
+
 def check_conversion(sb3_policy: Any, policy: Policy, obs: np.ndarray, vec_normalize: Any = None,
                      atol: float = 1e-5) -> float:
     """Raises if ``policy`` and ``sb3_policy`` give different deterministic actions on raw
-    observations ``obs`` (n, obs_dim); returns the largest difference."""
+    observations ``obs`` (n, obs_dim; for an asymmetric policy the dict observation, of which
+    ``policy`` sees the actor's entry); returns the largest difference."""
+    key = _actor_key(sb3_policy)
+    if key is not None:
+        theirs, _ = sb3_policy.predict({k: np.asarray(v, dtype=np.float32) for k, v in obs.items()},
+                                       deterministic=True)
+        obs = obs[key]
     raw = np.asarray(obs, dtype=np.float32)
-    seen = vec_normalize.normalize_obs(raw) if vec_normalize is not None and vec_normalize.norm_obs else raw
-    theirs, _ = sb3_policy.predict(seen, deterministic=True)
+    if key is None:
+        seen = vec_normalize.normalize_obs(raw) if vec_normalize is not None and vec_normalize.norm_obs else raw
+        theirs, _ = sb3_policy.predict(seen, deterministic=True)
     with torch.inference_mode():
         ours = policy.to("cpu")(torch.as_tensor(raw)).numpy()
     diff = float(np.max(np.abs(ours - theirs))) if len(raw) else 0.0

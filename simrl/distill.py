@@ -1,19 +1,9 @@
 """Teacher-student distillation with DAgger.
 
-A *teacher* is trained with privileged information: :class:`PrivilegedEnv` appends to the task
-observation
-
-- the true base linear velocity in the body frame (m/s, not rescaled), when the task's robot
-  state has it (go1-velocity; hopper's observation already holds its root velocities);
-- the world's domain-randomization parameters, standardized per dimension by the parameter
-  space's bounds: ``2 (p - low) / (high - low) - 1``, so -1 and 1 are the ends of the range and
-  a dimension without range (``low == high``) reads 0. The bounds are recorded in the teacher's
-  checkpoint (``spec["privileged"]``) and reused whenever the teacher runs again; a recorded
-  parameter the env does not randomize reads its nominal value.
-
-The *student* sees only what a robot has: :class:`HistoryEnv` stacks the last ``H`` task
-observations (oldest first, zeros before the episode start; a world's history restarts when its
-episode ends). Its checkpoint records ``spec["history"] = {"length": H, "names": [...]}``.
+A *teacher* is trained with privileged information (:class:`PrivilegedEnv`: the task
+observation plus the true base velocity and the standardized DR parameters); the *student* sees
+only what a robot has (:class:`HistoryEnv`: the last ``H`` task observations, oldest first, zeros
+before the episode start). Both wrappers live in :mod:`policies.wrappers`.
 
 :func:`distill` runs DAgger (Ross et al. 2011): each iteration rolls out a mixture (per world and
 step, the teacher's action with probability ``beta_k = beta * beta_decay**k``, the student's
@@ -37,12 +27,11 @@ import numpy as np
 import torch
 
 import policies
-from envs.batched import BatchedEnv, reset_record
+from envs.batched import BatchedEnv
 from envs.distributions import distribution_from_dict
 from envs.tasks import config_from_spec, make_task
-from envs.wrappers import TaskView, Wrapper
-from policies.io import History, Privileged
 from policies.networks import NetworkConfig, Policy
+from policies.wrappers import HistoryEnv, PrivilegedEnv, wrapper_from_spec
 from simrl.algos.ppo import PPOTrainer
 from simrl.core.config import to_jsonable
 from simrl.evaluate import run_episodes, summarize
@@ -73,84 +62,6 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0                     # torch CPU threads; 0 = half the cores
-
-
-# -- observation wrappers -------------------------------------------------------------------------
-def task_has_base_lin_vel(task: Any) -> bool:
-    """Whether the task's robot-state record carries the (privileged) base linear velocity."""
-    return reset_record(task)[0].base_lin_vel is not None
-
-
-def privileged_spec(env: BatchedEnv) -> dict[str, Any]:
-    """What the privileged features of ``env`` are: parameter names with the bounds and nominal
-    values that standardize them, and whether the base velocity is included."""
-    space = env.space
-    return {"params": list(space.names), "low": space.low.tolist(), "high": space.high.tolist(),
-            "nominal": space.nominal.tolist(), "base_lin_vel": task_has_base_lin_vel(env.task)}
-
-
-class PrivilegedEnv(Wrapper):
-    """Observation = task observation + privileged features (:class:`policies.io.Privileged`).
-
-    ``spec`` (a teacher checkpoint's ``spec["privileged"]``) fixes which parameters appear and
-    how they are standardized; by default they are ``env``'s own (:func:`privileged_spec`).
-    """
-
-    def __init__(self, env: Any, spec: dict[str, Any] | None = None):
-        spec = privileged_spec(env) if spec is None else spec
-        names = Privileged.names(env.task.observation_names, spec)
-        super().__init__(env, TaskView(env.task, names, privileged=spec))
-        self.spec = spec
-        self.io = Privileged(spec, env.space.names)
-
-    def _observe(self, obs: np.ndarray) -> np.ndarray:
-        return self.io.observe(obs, self.env.params, self.env.robot_state)
-
-    def on_reset(self, obs: np.ndarray) -> np.ndarray:
-        return self._observe(obs)
-
-    def on_step(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        return self._observe(obs)
-
-    def final_observation(self, final_obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        # Finished worlds were already reset: their features are those of the previous step.
-        return self.io.final(final_obs)
-
-
-class HistoryEnv(Wrapper):
-    """Observation = the last ``length`` task observations (:class:`policies.io.History`)."""
-
-    def __init__(self, env: Any, length: int = 5):
-        base = list(env.task.observation_names)
-        self.io = History(env.num_envs, length, len(base))
-        super().__init__(env, TaskView(env.task, History.names(base, length),
-                                       history={"length": length, "names": base}))
-        self.length = length
-
-    def on_reset(self, obs: np.ndarray) -> np.ndarray:
-        return self.io.reset(obs)
-
-    def on_step(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        return self.io.step(obs, done)
-
-    def final_observation(self, final_obs: np.ndarray, done: np.ndarray) -> np.ndarray:
-        return self.io.final(final_obs, done)
-
-
-def wrapper_from_spec(spec: dict[str, Any]) -> Callable[[Any], Wrapper] | None:
-    """The env wrapper a privileged teacher or a history student checkpoint runs in, or None."""
-    if spec.get("privileged"):
-        return lambda env: PrivilegedEnv(env, spec["privileged"])
-    history = spec.get("history")
-    if not history:
-        return None
-
-    def wrap(env: Any) -> HistoryEnv:
-        if list(env.task.observation_names) != list(history["names"]):
-            raise ValueError(f"the student's history holds observations of another layout than "
-                             f"task {env.task.name}'s")
-        return HistoryEnv(env, history["length"])
-    return wrap
 
 
 # -- DAgger ---------------------------------------------------------------------------------------

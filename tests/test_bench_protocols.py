@@ -15,7 +15,7 @@ import pytest
 import envs
 from envs.batched import EpisodeBatch
 from simrl.cli import main
-from simrl.cli.bench.dr_paper import SOURCES, Budget, PaperProtocol, trial_options
+from simrl.cli.bench.dr_paper import SOURCES, Budget, PaperProtocol, budget_from, trial_options
 from simrl.cli.sweep import resolved_config
 from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 
@@ -38,8 +38,15 @@ def test_paper_protocol_holds_the_papers_hopper_values():
     assert (d["alpha"], d["kl_bound"], d["steps_per_update"], d["start_concentration"]) == (0.5, 0.005, 100_000, 200.0)
     assert (d["param_low"], d["param_high"], d["wait_for_success"], d["min_samples"]) == (1.0, 110.0, True, 100)
     assert cfg["task"]["max_episode_steps"] == 500 and cfg["task"]["success_return"] == 1600.0
-    with pytest.raises(ValueError, match="DORAEMON runs inside its PPO only"):
-        trial_options("doraemon", 0, Path("r.json"), p, Budget(1, 1, 1, 1, 1, "sb3-sac"))
+    # the paper's agent: SAC with DORAEMON, the 5-step obs-action history, dynamics for the critic
+    sac = resolved_config(trial_options("sac-doraemon", 0, Path("ranges.json"), p, budget))
+    assert sac["train"]["algo"] == "sb3-sac" and sac["train"]["dr"] == "doraemon"
+    assert (sac["sac"]["history"], sac["sac"]["critic_dynamics"]) == (5, True)
+    assert (sac["network"]["activation"], sac["network"]["actor_hidden"]) == ("tanh", [128, 128])
+    assert {k: sac["doraemon"][k] for k in d} == d
+    with pytest.raises(ValueError, match="--arms"):
+        budget_from(SimpleNamespace(budget=0, update_steps=0, target_episodes=0, seeds=1, num_envs=1,
+                                    algo="ppo", arms="none,sac"), p)
 
 
 def _batch(n, params, success):
@@ -111,7 +118,7 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local):
     out, js = tmp_path / "paper", tmp_path / "paper.json"
     assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
                  "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
-                 "--json", str(js)]) == 0
+                 "--arms", "none,uniform,doraemon", "--json", str(js)]) == 0
     report = json.loads(js.read_text())
     assert report["protocol"]["kl_bound"] == 0.005 and report["full_budget"] is False
     assert set(report["methods"]) == {"none", "uniform", "doraemon"}

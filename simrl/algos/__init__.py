@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 from envs.tasks import TASKS, make_config
 from simrl.core.config import apply_overrides, from_dict, validate
 from simrl.core.registry import Registry
-from simrl.train import RunConfig, TrainConfig, Trainer
+from simrl.train import RunConfig, TrainConfig, Trainer, resolve_dr
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Algorithm:
     help: str = ""                                # one line for ``--algo`` help
     # Supports --dr doraemon, --robust and --residual (the PPO wrappers).
     wrappers: bool = False
+    # Supports --dr doraemon (without the other wrappers).
+    doraemon: bool = False
 
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm", "simrl.algos")
@@ -50,12 +52,13 @@ ALGORITHMS: Registry[Algorithm] = Registry("algorithm", "simrl.algos")
 def register_algorithm(name: str, *, sections: Mapping[str, type] | None = None,
                        defaults: Mapping[str, Any] | None = None,
                        run_defaults: Callable[[Any], Mapping[str, Any]] | None = None,
-                       help: str = "", wrappers: bool = False) -> Callable:
+                       help: str = "", wrappers: bool = False, doraemon: bool = False) -> Callable:
     """Decorator on a trainer factory ``(cfg, out) -> Trainer``: registers it as ``name``."""
 
     def add(factory: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         ALGORITHMS.register(name, Algorithm(name, factory, dict(sections or {}),
-                                            dict(defaults or {}), run_defaults, help, wrappers),
+                                            dict(defaults or {}), run_defaults, help, wrappers,
+                                            doraemon),
                             replace=_redefined(name, factory))
         return factory
     return add
@@ -139,10 +142,22 @@ def check_config(cfg: RunConfig) -> RunConfig:
     validate(cfg)
     algo = ALGORITHMS.get(cfg.train.algo)
     t = cfg.train
-    if not algo.wrappers and (t.dr == "doraemon" or t.robust != "none" or t.residual):
-        raise ValueError(f"--dr doraemon, --robust and --residual are not available with "
-                         f"--algo {t.algo} (use --algo ppo)")
+    if t.dr == "doraemon" and not (algo.wrappers or algo.doraemon):
+        with_doraemon = [a.name for a in ALGORITHMS.values() if a.wrappers or a.doraemon]
+        raise ValueError(f"--dr doraemon is not available with --algo {t.algo} "
+                         f"(use --algo {' or '.join(with_doraemon)})")
+    if not algo.wrappers and (t.robust != "none" or t.residual):
+        raise ValueError(f"--robust and --residual are not available with --algo {t.algo} "
+                         f"(use --algo ppo)")
     return cfg
+
+
+def env_dr(cfg: RunConfig) -> Any:
+    """The DR the run's env starts with: ``--dr`` resolved, or for ``--dr doraemon`` the support
+    DORAEMON adapts within (``--doraemon.ranges``, else the task's ranges)."""
+    if cfg.train.dr == "doraemon":
+        return resolve_dr(cfg.doraemon.ranges) if cfg.doraemon.ranges else "uniform"
+    return resolve_dr(cfg.train.dr)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:

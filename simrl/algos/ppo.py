@@ -15,7 +15,7 @@ import torch
 import envs
 from envs.tasks import make_task
 from policies.networks import ActorCritic, Policy
-from simrl.algos import register_algorithm
+from simrl.algos import env_dr, register_algorithm
 from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 from simrl.ppo import PPO, PPOConfig
 from simrl.robust.hinf import DisturbedEnv, HinfConfig
@@ -111,11 +111,7 @@ def make_ppo_trainer(cfg: RunConfig, out: str | Path) -> PPOTrainer:
                          f"({cfg.ppo.num_steps}): the disturber collects alongside the actor")
     torch.manual_seed(t.seed)   # the disturber's network is built before the actor's
     task = make_task(t.task, config=cfg.task)
-    if t.dr == "doraemon":  # DORAEMON's support: its ranges file, else the task's ranges
-        dr = resolve_dr(cfg.doraemon.ranges) if cfg.doraemon.ranges else "uniform"
-    else:
-        dr = resolve_dr(t.dr)
-    env: Any = envs.make(task, t.num_envs, resolve_device(t.device), dr=dr, seed=t.seed,
+    env: Any = envs.make(task, t.num_envs, resolve_device(t.device), dr=env_dr(cfg), seed=t.seed,
                          backend=t.backend, external_forces=t.robust == "hinf",
                          episode_interval=cfg.ppo.num_steps)   # warp: episodes once per rollout
     curriculum = (DoraemonCurriculum(env, cfg.doraemon, Path(out) / "dr_history.png")

@@ -3,6 +3,16 @@ checkpoints as simrl PPO (the SB3 policy's MLP and ``VecNormalize`` statistics c
 :class:`~policies.networks.Policy`, checked to give the same actions). The SB3 model zip and
 ``vecnormalize.pkl`` sit beside each checkpoint as its training state; SAC resumes with an
 empty replay buffer.
+
+SAC as in the DORAEMON paper (Tiboni et al., ICLR 2024; its code's ``adaptive+`` setting) runs
+on simrl's batched env instead (:class:`simrl.integrations.sb3.SB3VecEnv`), which it needs for
+any of: ``--dr doraemon`` (the distribution is updated from SAC's episodes by the same
+:class:`~simrl.dr.curriculum.DoraemonCurriculum` PPO uses, and resets draw from it),
+``--sac.history K`` (the actor sees the current observation, the ``K`` previous ones and the
+``K`` previous actions: :class:`~policies.wrappers.HistoryEnv`; the paper's ``stack_history``
+is 5) and ``--sac.critic-dynamics`` (the critics also see the episode's DR parameters,
+standardized to [-1, 1]: :class:`~simrl.integrations.sb3.AsymmetricSACPolicy`). The exported
+actor takes only the history, which the robot runtime builds itself (``spec["history"]``).
 """
 
 from __future__ import annotations
@@ -20,8 +30,10 @@ from envs.tasks import make_config, make_task
 from policies.checkpoint import atomic_write, atomic_write_path
 from policies.networks import ACTIVATIONS, Policy
 from policies.sb3 import NeedsPickleError, check_conversion, policy_from_sb3
-from simrl.algos import register_algorithm
+from policies.wrappers import HistoryEnv
+from simrl.algos import env_dr, register_algorithm
 from simrl.core.config import require
+from simrl.dr.curriculum import DoraemonCurriculum, DoraemonTrainConfig
 from simrl.ppo import PPOConfig
 from simrl.train import RunConfig, Trainer, resolve_device, resolve_dr, set_threads
 
@@ -41,6 +53,8 @@ class SACConfig:
     gamma: float = 0.99                  # discount factor
     train_freq: int = 1                  # env steps between updates
     gradient_steps: int = 1              # gradient steps per update
+    history: int = 0                     # actor input: the observation plus the last `history` observations and actions (the DORAEMON paper: 5); 0: the observation alone
+    critic_dynamics: bool = False        # critics also see the episode's DR parameters standardized to [-1, 1] (asymmetric; the DORAEMON paper's SAC)
 
     def validate(self) -> None:
         require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
@@ -48,6 +62,7 @@ class SACConfig:
         require(0 < self.tau <= 1, "tau", f"must be in (0, 1], got {self.tau}")
         for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps"):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.history >= 0, "history", f"must be >= 0, got {self.history}")
 
 
 def _task_overrides(cfg: RunConfig) -> dict[str, Any]:
@@ -78,20 +93,42 @@ class SB3Trainer(Trainer):
         set_threads(t.threads)
         self.device = resolve_device(t.device)
         self.task = make_task(t.task, config=cfg.task)
-        dr = resolve_dr(t.dr)
-        env_kwargs = {"task": t.task, "dr": dr, **_task_overrides(cfg)}
-        self.raw_venv = make_vec_env(envs.gym.SimrlEnv, n_envs=t.num_envs, seed=t.seed,
-                                     env_kwargs=env_kwargs,
-                                     vec_env_cls=DummyVecEnv if t.vec_env == "dummy" else SubprocVecEnv)
-        self._distribution = resolve_distribution(dr, self.task)[1]
-        self.venv = self.raw_venv
         self.vec_normalize = None
+        if uses_batched_env(cfg):
+            self.raw_venv = self._batched_venv()
+        else:
+            dr = resolve_dr(t.dr)
+            env_kwargs = {"task": t.task, "dr": dr, **_task_overrides(cfg)}
+            self.raw_venv = make_vec_env(envs.gym.SimrlEnv, n_envs=t.num_envs, seed=t.seed,
+                                         env_kwargs=env_kwargs,
+                                         vec_env_cls=DummyVecEnv if t.vec_env == "dummy" else SubprocVecEnv)
+            self._distribution = resolve_distribution(dr, self.task)[1]
+        self.venv = self.raw_venv
         if cfg.network.normalize_obs:
             gamma = cfg.ppo.gamma if t.algo == "sb3-ppo" else cfg.sac.gamma
             self.venv = self.vec_normalize = VecNormalize(
                 self.raw_venv, norm_obs=True, norm_reward=t.algo == "sb3-ppo",
                 clip_obs=cfg.network.obs_clip, gamma=gamma)
         self.model = self._build_model()
+
+    def _batched_venv(self) -> Any:
+        """simrl's batched env (DORAEMON attached, history inputs) as an SB3 VecEnv."""
+        from simrl.integrations.sb3 import SB3VecEnv
+
+        cfg, t = self.cfg, self.cfg.train
+        if cfg.network.normalize_obs:
+            raise ValueError("network.normalize_obs: not available with --dr doraemon, --sac.history "
+                             "or --sac.critic-dynamics (SAC on the batched env); set it to false")
+        env: Any = envs.make(self.task, t.num_envs, "cpu", dr=env_dr(cfg), seed=t.seed)
+        if t.dr == "doraemon":
+            DoraemonCurriculum(env, cfg.doraemon, self.out / "dr_history.png").attach(self)
+        state_part = None
+        if cfg.sac.history:
+            env = HistoryEnv(env, cfg.sac.history + 1, actions=cfg.sac.history)
+            state_part = env.observation_part
+            self.task = env.task   # the checkpoint records the history (spec["history"])
+        self.env = env
+        return SB3VecEnv(env, critic_dynamics=cfg.sac.critic_dynamics, state_part=state_part)
 
     def _build_model(self) -> Any:
         from stable_baselines3 import PPO, SAC
@@ -112,7 +149,11 @@ class SB3Trainer(Trainer):
                                       "activation_fn": activation, "log_std_init": net.init_log_std},
                        **common)
         s = cfg.sac
-        return SAC("MlpPolicy", self.venv, learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+        policy: Any = "MlpPolicy"
+        if s.critic_dynamics:
+            from simrl.integrations.sb3 import AsymmetricSACPolicy
+            policy = AsymmetricSACPolicy
+        return SAC(policy, self.venv, learning_rate=s.learning_rate, buffer_size=s.buffer_size,
                    learning_starts=s.learning_starts, batch_size=s.batch_size, tau=s.tau,
                    gamma=s.gamma, train_freq=s.train_freq, gradient_steps=s.gradient_steps,
                    policy_kwargs={"net_arch": {"pi": list(net.actor_hidden), "qf": list(net.critic_hidden)},
@@ -121,9 +162,12 @@ class SB3Trainer(Trainer):
 
     @property
     def distribution(self) -> Any:
-        return self._distribution
+        return self._distribution if self.env is None else self.env.distribution
 
     def set_distribution(self, dist: Any) -> None:
+        if self.env is not None:
+            self.env.set_distribution(dist)
+            return
         if self.cfg.train.vec_env != "dummy":
             raise ValueError("changing the DR distribution of SB3 envs needs --vec-env dummy")
         for env in self.raw_venv.envs:
@@ -136,8 +180,11 @@ class SB3Trainer(Trainer):
                else self.model._last_obs)
         if raw is not None:
             rng = np.random.default_rng(0)
-            probe = np.concatenate([raw, raw + rng.normal(0.0, 1.0, raw.shape)]).astype(np.float32)
-            check_conversion(self.model.policy, policy, probe, self.vec_normalize)
+
+            def probe(x: np.ndarray) -> np.ndarray:
+                return np.concatenate([x, x + rng.normal(0.0, 1.0, x.shape)]).astype(np.float32)
+            obs = {k: probe(v) for k, v in raw.items()} if isinstance(raw, dict) else probe(raw)
+            check_conversion(self.model.policy, policy, obs, self.vec_normalize)
         return policy
 
     def train(self) -> Path:
@@ -149,6 +196,11 @@ class SB3Trainer(Trainer):
             last = self.step
 
             def _on_step(self) -> bool:
+                if trainer.env is not None:   # the batched env: its episodes, parameters included
+                    batch = trainer.raw_venv.last_episodes
+                    if batch is not None:
+                        trainer.record_episodes(batch.returns, batch.lengths, batch.success, batch)
+                    return True
                 for info in self.locals["infos"]:
                     if "episode" in info:
                         ep = info["episode"]
@@ -200,10 +252,19 @@ def make_sb3_ppo_trainer(cfg: RunConfig, out: str | Path) -> SB3Trainer:
     return SB3Trainer(cfg, out)
 
 
-@register_algorithm("sb3-sac", sections={"sac": SACConfig},
+def uses_batched_env(cfg: RunConfig) -> bool:
+    """Whether the run trains on simrl's batched env (SAC with DORAEMON or the paper's inputs)."""
+    if cfg.train.algo != "sb3-sac":
+        return False
+    return cfg.train.dr == "doraemon" or cfg.sac.history > 0 or cfg.sac.critic_dynamics
+
+
+@register_algorithm("sb3-sac", sections={"sac": SACConfig, "doraemon": DoraemonTrainConfig},
+                    doraemon=True,
                     defaults={"train.num_envs": 1, "network.actor_hidden": (256, 256),
                               "network.critic_hidden": (256, 256), "network.activation": "relu",
                               "network.normalize_obs": False},
-                    help="Stable-Baselines3 SAC on the Gymnasium env (--sac.* options)")
+                    help="Stable-Baselines3 SAC on the Gymnasium env (--sac.* options); --dr doraemon, "
+                         "--sac.history and --sac.critic-dynamics run it on the batched env")
 def make_sb3_sac_trainer(cfg: RunConfig, out: str | Path) -> SB3Trainer:
     return SB3Trainer(cfg, out)

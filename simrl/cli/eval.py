@@ -29,7 +29,7 @@ from simrl.core.config import apply_overrides, to_jsonable
 from simrl.dr.grid import grid_eval, parse_grid, write_grid
 from envs.render import VideoConfig
 from simrl.evaluate import CommandSweep, format_summary, record_videos, run_episodes, summarize
-from simrl.distill import wrapper_from_spec
+from policies.wrappers import wrapper_from_spec
 from simrl.robust.push_test import PushTestConfig, format_results, push_test, write_results
 from simrl.robust.residual import ResidualEnv
 from simrl.train import check_backend, resolve_dr

@@ -47,7 +47,8 @@ class Config:
     cpus_per_trial: float = 1.0               # CPUs (torch threads) each training run reserves on Ray
     address: str = ""                         # an existing Ray cluster (HOST:PORT); empty: a local Ray in this process
     protocol: str = "grid"                    # grid (the 2-D solved-fraction bench above) | paper (the DORAEMON paper's Hopper protocol)
-    algo: str = "ppo"                         # --protocol paper: ppo | sb3-sac (sb3-sac: the none and uniform arms only)
+    algo: str = "ppo"                         # --protocol paper: ppo | sb3-sac, the algorithm of the none, uniform and doraemon arms
+    arms: str = ""                            # --protocol paper: comma-separated arms of none, uniform, doraemon, sac-doraemon (the paper's SAC agent); empty: all
     budget: int = 0                           # --protocol paper: env steps per run (0: the paper's 15M)
     update_steps: int = 0                     # --protocol paper: env steps between DORAEMON updates and target evaluations (0: the paper's 100k)
     target_episodes: int = 0                  # --protocol paper: target-distribution episodes per evaluation (0: the paper's 100)

@@ -3,20 +3,30 @@
 Tiboni et al., "Domain Randomization via Entropy Maximization", ICLR 2024, and its reference
 code (github.com/gabrieletiboni/doraemon). Every value of the protocol is in
 :class:`PaperProtocol`, fixed before any run, with its source beside it (:data:`SOURCES`, also
-written into the result JSON). Arms: no randomization, fixed uniform DR over the target
-distribution, and DORAEMON, ``--seeds`` seeds each, every run a trial of a sweep (resumable,
-on Ray). Every checkpoint (one per ``update_steps``) is scored on the uniform target
+written into the result JSON). Every arm runs ``--seeds`` seeds, every run a trial of a sweep
+(resumable, on Ray). Every checkpoint (one per ``update_steps``) is scored on the uniform target
 distribution (``target_episodes`` episodes, success = return >= 1600): the curve of target
 success over training, and its last point as the final number.
 
-Differences from the paper that simrl's stack imposes (also in the JSON's ``deviations``):
-the paper trains SB3 SAC with a 5-step observation-action history for the actor and the
-dynamics parameters for the critic (asymmetric); simrl's PPO (the default arm) sees the plain
-observation. ``--algo sb3-sac`` runs the no-DR and fixed-DR arms with plain SB3 SAC (no
-history, symmetric critic); simrl's DORAEMON hooks into its own PPO only, so DORAEMON + SAC is
-refused. The foot friction is simrl's ``friction`` kind on every geom: MuJoCo takes the larger
-friction of the two contacting geoms, so scaling all of them scales the foot-floor contact as
-the paper's ``pair_friction`` does.
+Arms (:data:`ARMS`, ``--arms`` picks some):
+
+======================  ====================================================================
+``none``                ``--algo`` (PPO by default) without randomization
+``uniform``             ``--algo`` with fixed uniform DR over the target distribution
+``doraemon``            ``--algo`` with DORAEMON on the plain observation
+``sac-doraemon``        the paper's agent: SB3 SAC with DORAEMON, the actor on the current
+                        observation plus the 5 previous observations and actions, the critics
+                        also on the episode's dynamics parameters (its code's ``adaptive+``:
+                        ``stack_history`` 5, ``actor_history_only``, ``critic_dyn_only``), tanh
+                        MLPs of 128 x 128 (:data:`PAPER_SAC`)
+======================  ====================================================================
+
+Differences from the paper that simrl's stack imposes (also in the JSON's ``deviations``): the
+history starts from zeros (the paper's frame stack repeats the first observation); the critic's
+dynamics are standardized to [-1, 1] over the target ranges (the paper: value - nominal). The
+foot friction is simrl's ``friction`` kind on every geom: MuJoCo takes the larger friction of
+the two contacting geoms, so scaling all of them scales the foot-floor contact as the paper's
+``pair_friction`` does.
 """
 
 from __future__ import annotations
@@ -33,8 +43,13 @@ from simrl.cli.bench import machine as bench_machine
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources
 
-METHODS = ("none", "uniform", "doraemon")
+ARMS = ("none", "uniform", "doraemon", "sac-doraemon")
 CODE = "github.com/gabrieletiboni/doraemon"
+# The sac-doraemon arm's agent: the paper's SAC inputs and networks (policy/policy.py, adaptive+.yaml
+# of its code; SB3's other SAC defaults, learning_starts 100 as in the SB3 1.x it used).
+PAPER_SAC: dict[str, Any] = {
+    "algo": "sb3-sac", "sac.history": 5, "sac.critic-dynamics": True, "sac.learning-starts": 100,
+    "network.activation": "tanh", "network.actor-hidden": [128, 128], "network.critic-hidden": [128, 128]}
 
 
 @dataclass(frozen=True)
@@ -98,9 +113,12 @@ SOURCES: dict[str, str] = {
 }
 
 DEVIATIONS = [
-    "policy: simrl PPO on the plain observation (the paper: SB3 SAC, actor on a 5-step obs-action "
-    "history, critic on the dynamics parameters: adaptive+.yaml); --algo sb3-sac runs plain SAC for "
-    "the none/uniform arms only",
+    "policy: the none/uniform/doraemon arms train --algo (simrl PPO by default) on the plain "
+    "observation; the sac-doraemon arm is the paper's agent (SB3 SAC, actor on a 5-step obs-action "
+    "history, critic on the current observation and the dynamics: adaptive+.yaml)",
+    "sac-doraemon: the history starts from zeros (the paper's FrameStack repeats the first "
+    "observation); the critic's dynamics are standardized to [-1, 1] over the target ranges "
+    "(the paper's DynamicsInObs: value - nominal)",
     "friction: simrl's friction kind scales every geom's friction (MuJoCo uses the larger of the two "
     "contacting geoms, so the foot-floor contact scales as the paper's pair_friction)",
     "target success is measured on each saved checkpoint after training (one per update_steps), "
@@ -118,14 +136,20 @@ class Budget:
     seeds: int
     num_envs: int
     algo: str
+    arms: tuple[str, ...] = ARMS
 
 
 def budget_from(args: Any, protocol: PaperProtocol) -> Budget:
     """The run's budget from ``simrl bench dr``'s options (0: the paper's value)."""
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else ARMS
     b = Budget(args.budget or protocol.timesteps, args.update_steps or protocol.update_steps,
-               args.target_episodes or protocol.target_episodes, args.seeds, args.num_envs, args.algo)
+               args.target_episodes or protocol.target_episodes, args.seeds, args.num_envs, args.algo,
+               arms)
     if b.algo not in ("ppo", "sb3-sac"):
         raise ValueError(f"--algo: ppo or sb3-sac, got {b.algo!r}")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        raise ValueError(f"--arms: a comma-separated subset of {', '.join(ARMS)}, got {args.arms!r}")
     if b.update_steps > b.timesteps:
         raise ValueError(f"--update-steps {b.update_steps} exceeds --budget {b.timesteps}")
     return b
@@ -135,17 +159,17 @@ def trial_options(method: str, seed: int, ranges_file: Path, protocol: PaperProt
                   budget: Budget) -> dict[str, Any]:
     """``simrl train`` options of one arm and seed."""
     p = protocol
+    algo = PAPER_SAC["algo"] if method == "sac-doraemon" else budget.algo
     options: dict[str, Any] = {
-        "task": p.task, "algo": budget.algo, "steps": budget.timesteps, "seed": seed,
-        "dr": {"none": "none", "uniform": str(ranges_file), "doraemon": "doraemon"}[method],
+        "task": p.task, "algo": algo, "steps": budget.timesteps, "seed": seed,
+        "dr": {"none": "none", "uniform": str(ranges_file)}.get(method, "doraemon"),
         "checkpoint-every": budget.update_steps,
         "task.max-episode-steps": p.episode_steps, "task.success-return": p.success_return}
-    if budget.algo == "ppo":
+    if algo == "ppo":
         options["num-envs"] = budget.num_envs
-    if method == "doraemon":
-        if budget.algo != "ppo":
-            raise ValueError("--algo sb3-sac: simrl's DORAEMON runs inside its PPO only; "
-                             "use --algo ppo for the DORAEMON arm")
+    if method == "sac-doraemon":
+        options.update(PAPER_SAC)
+    if options["dr"] == "doraemon":
         options.update({
             "doraemon.ranges": str(ranges_file), "doraemon.alpha": p.alpha,
             "doraemon.kl-bound": p.kl_bound, "doraemon.steps-per-update": budget.update_steps,
@@ -162,6 +186,7 @@ def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, epis
     uniform target; cached in ``RUN/target_curve.json`` per checkpoint."""
     import policies
     from envs.tasks import make_task
+    from policies.wrappers import wrapper_from_spec
     from simrl.evaluate import run_episodes
 
     cache_file = run_dir / "target_curve.json"
@@ -175,7 +200,9 @@ def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, epis
         key = f"{ckpt.name}:{episodes}"
         if key not in cache:
             steps = int(json.loads((ckpt / "spec.json").read_text())["training"]["steps"])
-            ep = run_episodes(policies.load(ckpt), task, episodes, dr=ranges, seed=50_000 + seed)
+            policy = policies.load(ckpt)   # a history policy runs in its wrapper
+            ep = run_episodes(policy, task, episodes, dr=ranges, seed=50_000 + seed,
+                              wrap=wrapper_from_spec(policy.spec))
             cache[key] = [steps, float(np.mean(ep["success"])), float(np.mean(ep["returns"]))]
             cache_file.write_text(json.dumps(cache, indent=1))
         curve.append(tuple(cache[key]))
@@ -204,15 +231,15 @@ def run_paper(args: Any) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ranges_file = out / "target_ranges.json"
     ranges_file.write_text(json.dumps(protocol.target_ranges(), indent=1))
-    methods = [m for m in METHODS if budget.algo == "ppo" or m != "doraemon"]
+    methods = list(budget.arms)
     pairs = [(m, s) for m in methods for s in range(budget.seeds)]
     print(f"DORAEMON paper protocol (Hopper, 8 parameters, target {protocol.target_ranges()['friction']}): "
           f"{budget.timesteps:,} steps per run (paper {protocol.timesteps:,}), update/eval every "
           f"{budget.update_steps:,} (paper {protocol.update_steps:,}), {budget.target_episodes} target "
-          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs ({budget.algo})", flush=True)
+          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}; --algo {budget.algo})", flush=True)
     t0 = time.perf_counter()
     trials, rows = sweep_trials([trial_options(m, s, ranges_file, protocol, budget) for m, s in pairs],
-                                ["dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
+                                ["algo", "dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
         raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: {failed[0]['error']}")
@@ -221,8 +248,8 @@ def run_paper(args: Any) -> int:
         curve = target_curve(trial.directory, ranges_file, protocol, budget.target_episodes, seed)
         runs[method].append({"seed": seed, "directory": str(trial.directory), "curve": curve,
                              "final_success": curve[-1][1], "final_return": curve[-1][2],
-                             "distribution": final_distribution(trial.directory) if method == "doraemon" else None})
-        print(f"{method:9s} seed {seed}: target success {curve[-1][1]:5.1%} "
+                             "distribution": final_distribution(trial.directory) if "doraemon" in method else None})
+        print(f"{method:12s} seed {seed}: target success {curve[-1][1]:5.1%} "
               f"(return {curve[-1][2]:.0f}) after {curve[-1][0]:,} steps", flush=True)
     summary = {}
     for m, rs in runs.items():
@@ -238,7 +265,8 @@ def run_paper(args: Any) -> int:
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": "simrl bench dr --protocol paper " + " ".join(
                   f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps",
-                                                                          "target_episodes", "seeds", "num_envs", "algo", "out"))}
+                                                                          "target_episodes", "seeds", "num_envs", "algo", "out"))
+                  + (f" --arms {','.join(budget.arms)}" if args.arms else "")}
     (out / "dr_paper.json").write_text(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +276,7 @@ def run_paper(args: Any) -> int:
           f"return >= {protocol.success_return:g}) after {budget.timesteps:,} steps, {budget.seeds} seeds:")
     for m in methods:
         s = summary[m]
-        print(f"  {m:9s} {s['final_success_mean']:6.1%} +- {s['final_success_std']:.1%}")
+        print(f"  {m:12s} {s['final_success_mean']:6.1%} +- {s['final_success_std']:.1%}")
     print(f"results: {out / 'dr_paper.json'}, {out / 'dr_paper.png'}")
     return 0
 
@@ -261,7 +289,7 @@ def plot_curves(report: dict, path: Path) -> None:
     fig = Figure(figsize=(6.4, 4.2), constrained_layout=True)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    colors = {"none": "#999999", "uniform": "#4477aa", "doraemon": "#ee6677"}
+    colors = {"none": "#999999", "uniform": "#4477aa", "doraemon": "#ee6677", "sac-doraemon": "#228833"}
     for m, s in report["methods"].items():
         steps = s["curve_steps"]
         table = np.full((len(s["runs"]), len(steps)), np.nan)
