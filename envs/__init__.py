@@ -18,6 +18,8 @@ from envs.tasks import TASKS, Task, TaskConfig, make_config, make_task, task_nam
 
 BACKENDS = ("cpu", "warp")
 
+task_names()  # imports every task module: their Gymnasium ids (``simrl/Hopper-v0`` ...) now exist
+
 
 def make(task: str | Task, num_envs: int = 1, device: Any = "cpu",
          dr: str | Mapping | Distribution | None = "none", seed: int = 0, *,
