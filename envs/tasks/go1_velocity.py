@@ -41,12 +41,12 @@ class Go1RewardWeights:
     tracking_sigma: float = 0.25                    # tracking reward width exp(-err^2/sigma)
     lin_vel_z: float = -0.5                         # penalty on vertical base velocity
     ang_vel_xy: float = -0.05                       # penalty on roll and pitch rates
-    orientation: float = -5.0                       # penalty on base tilt
-    torques: float = -2e-4                          # penalty on squared torques
+    orientation: float = -1.0                       # penalty on base tilt
+    torques: float = -1e-5                          # penalty on squared torques (legged_gym's)
     action_rate: float = -0.01                      # penalty on action changes
     pose: float = -0.1                              # penalty on deviation from the default pose
     termination: float = -1.0                       # penalty at a fall
-    feet_air_time: float = 0.1                      # reward (air time - air_time_target) at each touchdown, moving commands only
+    feet_air_time: float = 0.5                      # reward (air time - air_time_target) at each touchdown, moving commands only
     air_time_target: float = 0.1                    # s: swings shorter than this are penalized
     feet_slip: float = -0.1                         # penalty on squared horizontal speed of feet in contact, moving commands only
     joint_limits: float = -1.0                      # penalty on joint positions past the soft limits (rad)
@@ -100,7 +100,7 @@ class Go1Velocity(Task):
     # std-1 noise outweigh its tracking reward, and the policy first learns to fall early.
     train_defaults = {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
                       "ppo.entropy_coef": 0.01, "network.activation": "elu",
-                      "network.init_log_std": -1.0, "network.actor_hidden": (128, 128, 128),
+                      "network.init_log_std": -0.5, "network.actor_hidden": (128, 128, 128),
                       "network.critic_hidden": (128, 128, 128)}
 
     @classmethod
