@@ -36,7 +36,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,7 +90,6 @@ SETUPS = {
          Quantity("fall_rate", "falls on the proxy (share of episodes)", "lower"))),
 }
 OTHER = TaskSetup(None, "")              # any other task: --proxy is needed, scored by return
-PROXY = SETUPS["hopper"].proxy           # the hopper's default proxy (motors at 60 %)
 
 
 @dataclass
