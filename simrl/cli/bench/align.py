@@ -23,8 +23,9 @@ proxy (``--episodes`` episodes, :func:`simrl.align.finetune.proxy_return`) by th
 quantities, the first being the score: hopper the mean return (higher is better); go1-velocity
 the mean linear-velocity tracking error over its random commands (m/s, lower is better), with
 the yaw-rate error and the share of episodes that end in a fall. ``original`` is the policy
-before any of it. On a floating base the window starts are rebuilt from the stance feet
-(``--base-state support``: a robot without motion capture measures no base velocity). Writes
+before any of it. On a floating base the window starts take the logged base position and
+velocity (``--base-state log``: a robot with motion capture or a state estimator; ``support``
+rebuilds them from the stance feet, what a robot without either has). Writes
 ``align_bench.json`` and ``align_bench.png`` into ``--out``. ``--small`` (the default) is a
 configuration for ~15 minutes on 2 cores: its budgets are far below what the methods are
 designed for, so read its numbers as a smoke test of the loop, not a verdict.
@@ -108,7 +109,7 @@ class Config:
     sysid_params: str = ""               # what sysid identifies (default: the task's, see SETUPS)
     sysid_budget: int = 300              # sysid simulator evaluations
     windows: int = 2000                  # log windows the delta models fit (at most)
-    base_state: Literal["support", "log"] = "support"  # floating base at window starts: from the stance feet (no motion capture) or the proxy's logged base position and velocity
+    base_state: Literal["log", "support"] = "log"  # floating base at window starts: the logged base position and velocity (motion capture or a state estimator) or rebuilt from the stance feet
     vgdf_updates: float = 0.25           # VGDF's SAC updates per simulator step
     episodes: int = 16                   # proxy episodes per evaluation
     out: str = "runs/bench_align"        # sweep directory (trials/, results) and results
