@@ -131,7 +131,7 @@ def finetune(checkpoint: str | Path, out: Path, fc: FinetuneConfig,
 
 def proxy_return(checkpoint: str | Path, truth: Perturbation, episodes: int, seed: int = 0) -> dict[str, Any]:
     """The checkpoint on the proxy ``truth``: mean return (and 95% interval), the share of
-    episodes the task ended (``termination_rate``: falls) and the episode means of the task's
+    episodes the task ended (``terminated_rate``: falls) and the episode means of the task's
     per-step metrics (``metrics``: go1-velocity's ``lin_vel_error``, ``yaw_rate_error`` ...)."""
     from envs.tasks import task_from_spec
     from simrl.evaluate import run_episodes, t_interval
@@ -144,7 +144,7 @@ def proxy_return(checkpoint: str | Path, truth: Perturbation, episodes: int, see
                if k not in ("returns", "lengths", "success", "terminated")}
     return {"mean_return": float(np.mean(res["returns"])),
             **{k: v for k, v in t_interval(res["returns"]).items() if k != "mean"},
-            "termination_rate": float(np.mean(res["terminated"])), "metrics": metrics}
+            "terminated_rate": float(np.mean(res["terminated"])), "metrics": metrics}
 
 
 __all__ = ["check_actions", "run_config", "finetune", "proxy_return"]

@@ -64,7 +64,7 @@ class Quantity:
         if self.key == "return":
             return float(result["mean_return"])
         if self.key == "fall_rate":
-            return float(result["termination_rate"])
+            return float(result["terminated_rate"])
         if self.key not in result["metrics"]:
             raise ValueError(f"the task reports no metric {self.key!r}; it has {sorted(result['metrics'])}")
         return float(result["metrics"][self.key])
