@@ -68,6 +68,23 @@ def test_a_zero_delta_action_is_the_unaligned_simulator(weak_logs):
         np.testing.assert_array_equal(ta, tb)
 
 
+def test_replays_in_batches_of_worlds_match_one_world_per_window(weak_logs, monkeypatch):
+    """Replay and the delta-dynamics data run MAX_WORLDS worlds at a time (a go1 world holds an
+    11 MB model): batches of 3, the last padded, give what one world per window gives."""
+    import simrl.align.replay as replay_module
+    from simrl.align.delta_dynamics import one_step_data
+
+    task = make_task("hopper")
+    split = load_windows(weak_logs, task, windows=8, steps=10)
+    whole, data = replay(task, split.fit, split.fields), one_step_data(task, split.fit)
+    monkeypatch.setattr(replay_module, "MAX_WORLDS", 3)
+    assert len(replay_module.batches(len(split.fit))) > 2 and len(split.fit) % 3
+    for f, v in replay(task, split.fit, split.fields).items():
+        np.testing.assert_array_equal(v, whole[f])
+    for got, want in zip(one_step_data(task, split.fit), data):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("method", ["delta-dynamics", "delta-action"])
 def test_the_delta_model_reduces_the_heldout_replay_error(method, weak_logs, tmp_path):
     cfg = AlignConfig(windows=32, window_steps=10,

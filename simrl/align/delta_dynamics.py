@@ -1,6 +1,7 @@
 """Delta dynamics (``simrl align --method delta-dynamics``): ASAP's supervised baseline.
 
-An MLP ``(observation, action) -> (dqpos, dqvel)`` regresses, on every fitted logged step, the
+An MLP ``(observation, action) -> (dqpos, dqvel)`` (the observation with its command zeroed,
+:func:`model_input`) regresses, on every fitted logged step, the
 logged next physics state minus the simulator's one-step prediction from the logged state
 (teacher forcing). The simulator is then corrected by it after every control step
 (:attr:`envs.batched.BatchedEnv.state_correction`, before rewards and terminations): held-out
@@ -14,7 +15,7 @@ curves.png and report.html into ``--out``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,27 +28,43 @@ from envs.wrappers import Wrapper
 from policies.networks import mlp
 from simrl.align.base import AlignConfig, DeltaDynamicsConfig, register_method
 from simrl.align.data import LogWindows, StateMap
+from simrl.align.replay import batches
 from simrl.align.run import align_and_finetune
 from simrl.core.robot_state import RobotState
 
 
+def model_input(task: Any, rs: RobotState, action: np.ndarray) -> np.ndarray:
+    """``[observation, action]`` (n, o + a) of the record ``rs`` with its command zeroed: the
+    correction models physics, and a command (a task input that short logs hold only a few
+    values of, go1-velocity's) made the model extrapolate on held-out logs."""
+    return np.concatenate([task.observation(replace(rs, command=np.zeros_like(rs.command))), action], axis=1)
+
+
 def one_step_data(task: Any, w: LogWindows) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``[observation, action]`` (N, o + a) and targets ``[dqpos, dqvel]`` (N, nq + nv):
-    every step of every window started from its logged state in the nominal simulator."""
+    """Inputs (:func:`model_input`, (N, o + a)) and targets ``[dqpos, dqvel]`` (N, nq + nv):
+    every step of every window started from its logged state in the nominal simulator
+    (:data:`~simrl.align.replay.MAX_WORLDS` steps at a time)."""
     W, H = len(w), w.steps
     qpos = np.concatenate([w.qpos[:, None], w.next_qpos[:, :-1]], axis=1).reshape(W * H, -1)
     qvel = np.concatenate([w.qvel[:, None], w.next_qvel[:, :-1]], axis=1).reshape(W * H, -1)
     actions = w.actions.reshape(W * H, -1)
     last = np.concatenate([w.last_action[:, None], w.actions[:, :-1]], axis=1).reshape(W * H, -1)
-    rep = lambda a: np.repeat(a, H, axis=0)  # noqa: E731
-    env = BatchedEnv(task, W * H, dr="none", autoreset=False)
-    params = env.distribution.sample(W * H, env.rng)
-    obs = env.start_from(params, qpos, qvel, rep(w.past_ctrl), {k: rep(v) for k, v in w.task_state.items()}, last)
-    env.step_numpy(actions)
-    sim_q, sim_v = env.state[:, env._qpos], env.state[:, env._qvel]
+    window = np.repeat(np.arange(W), H)   # the window of each step
+    chunks = batches(W * H)
+    env = BatchedEnv(task, len(chunks[0][0]), dr="none", autoreset=False)
+    params = env.distribution.sample(env.num_envs, env.rng)
+    x = np.zeros((W * H, task.observation_size + task.action_size))
+    sim_q, sim_v = np.zeros_like(qpos), np.zeros_like(qvel)
+    for idx, real in chunks:
+        win = window[idx]
+        env.start_from(params, qpos[idx], qvel[idx], w.past_ctrl[win], {k: v[win] for k, v in w.task_state.items()},
+                       last[idx])
+        x[idx[real]] = model_input(task, env.robot_state, actions[idx])[real]
+        env.step_numpy(actions[idx])
+        sim_q[idx[real]], sim_v[idx[real]] = env.state[real][:, env._qpos], env.state[real][:, env._qvel]
     env.close()
     target = np.concatenate([w.next_qpos.reshape(W * H, -1) - sim_q, w.next_qvel.reshape(W * H, -1) - sim_v], axis=1)
-    return np.concatenate([obs, actions], axis=1), target
+    return x, target
 
 
 class DeltaDynamics(torch.nn.Module):
@@ -100,7 +117,7 @@ class Correction:
 
     def __call__(self, prev: RobotState, action: np.ndarray, qpos: np.ndarray, qvel: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-        d = self.model.predict(np.concatenate([self.task.observation(prev), action], axis=1))
+        d = self.model.predict(model_input(self.task, prev, action))
         qpos, qvel = qpos + d[:, :self.nq], qvel + d[:, self.nq:]
         if self.free is not None:
             q = qpos[:, self.free + 3:self.free + 7]

@@ -130,7 +130,9 @@ def finetune(checkpoint: str | Path, out: Path, fc: FinetuneConfig,
 
 
 def proxy_return(checkpoint: str | Path, truth: Perturbation, episodes: int, seed: int = 0) -> dict[str, Any]:
-    """Mean return (and 95% interval) of the checkpoint on the proxy ``truth``."""
+    """The checkpoint on the proxy ``truth``: mean return (and 95% interval), the share of
+    episodes the task ended (``terminated_rate``: falls) and the episode means of the task's
+    per-step metrics (``metrics``: go1-velocity's ``lin_vel_error``, ``yaw_rate_error`` ...)."""
     from envs.tasks import task_from_spec
     from simrl.evaluate import run_episodes, t_interval
 
@@ -138,8 +140,11 @@ def proxy_return(checkpoint: str | Path, truth: Perturbation, episodes: int, see
     task = task_from_spec(load_spec(checkpoint))
     res = run_episodes(policy, task, episodes, dr=truth.dr(task.cfg.control_dt), seed=seed,
                        wrap=lambda env: SensorNoise(env, truth, seed))
-    return {"mean_return": float(np.mean(res["returns"])), **{k: v for k, v in t_interval(res["returns"]).items()
-                                                              if k != "mean"}}
+    metrics = {k: float(np.mean(v)) for k, v in res.items()
+               if k not in ("returns", "lengths", "success", "terminated")}
+    return {"mean_return": float(np.mean(res["returns"])),
+            **{k: v for k, v in t_interval(res["returns"]).items() if k != "mean"},
+            "terminated_rate": float(np.mean(res["terminated"])), "metrics": metrics}
 
 
 __all__ = ["check_actions", "run_config", "finetune", "proxy_return"]

@@ -19,6 +19,7 @@ from envs.batched import BatchedEnv
 from simrl.align.data import LogWindows
 
 BAD_LOSS = 1e6                           # score of a diverged replay
+MAX_WORLDS = 128                         # worlds per replay batch (each holds a model copy: 11 MB for go1)
 # (observation, logged action) -> the action the simulator gets
 ActionFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -102,20 +103,34 @@ class WindowEnv:
         self.env.close()
 
 
+def batches(n: int, size: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` items in batches of exactly ``min(n, size)`` indices (default size
+    :data:`MAX_WORLDS`; the last batch padded with its last item) and the mask of each batch's
+    real entries."""
+    width = min(n, size or MAX_WORLDS)
+    out = []
+    for start in range(0, n, width):
+        idx = np.arange(start, start + width)
+        out.append((np.minimum(idx, n - 1), idx < n))
+    return out
+
+
 def replay(task: Any, windows: LogWindows, fields: Sequence[str], act: ActionFn | None = None,
            correct: Any = None, threads: int = 0) -> dict[str, np.ndarray]:
     """Replays every window once (its logged actions, through ``act(obs, action)`` when given,
-    with ``correct`` as the env's state correction, see :attr:`BatchedEnv.state_correction`);
-    returns ``field -> (W, H, k)``."""
-    env = WindowEnv(task, windows, threads=threads)
+    with ``correct`` as the env's state correction, see :attr:`BatchedEnv.state_correction`),
+    :data:`MAX_WORLDS` windows at a time; returns ``field -> (W, H, k)``."""
+    chunks = batches(len(windows))
+    env = WindowEnv(task, windows, num_envs=len(chunks[0][0]), threads=threads)
     env.env.state_correction = correct
-    obs = env.start()
     out = {f: np.zeros((len(windows), windows.steps) + windows.targets[f].shape[2:]) for f in fields}
-    for k in range(windows.steps):
-        a = env.logged_action
-        obs = env.step(a if act is None else act(obs, a))
-        for f, v in env.measured(fields).items():
-            out[f][:, k] = v
+    for idx, real in chunks:
+        obs = env.start(idx)
+        for k in range(windows.steps):
+            a = env.logged_action
+            obs = env.step(a if act is None else act(obs, a))
+            for f, v in env.measured(fields).items():
+                out[f][idx[real], k] = v[real]
     env.close()
     return out
 
@@ -130,5 +145,5 @@ def prediction_error(sims: Sequence[Mapping[str, np.ndarray]], windows: LogWindo
     return (r ** 2).sum(axis=1), per_field
 
 
-__all__ = ["WindowEnv", "replay", "prediction_error", "field_scales", "field_weights",
+__all__ = ["WindowEnv", "replay", "batches", "MAX_WORLDS", "prediction_error", "field_scales", "field_weights",
            "normalized_residuals", "BAD_LOSS"]

@@ -26,7 +26,7 @@ BENCHES = {
     "stand": "a G1 standing (scripted PD stand) on the Unitree twin through unitree_hg messages",
     "reach": "panda-reach goals on a Franka arm (franky-sim) through libfranka: success, final error, 1 kHz loop",
     "gpu": "every MuJoCo Warp check in one call: bare physics, warp env, PPO on it, mjlab (JSON in docs/results)",
-    "align": "return on a reality proxy after alignment: original, DR, sysid, delta-action, delta-dynamics, VGDF vs log length",
+    "align": "return (hopper) or tracking error (go1) on a reality proxy after alignment: original, DR, sysid, delta-action, delta-dynamics, VGDF vs log length",
     "track": "go1-velocity: env steps and training time to a tracker (lin-vel, yaw-rate error, falls), every checkpoint scored, also on the full Go1",
 }
 
