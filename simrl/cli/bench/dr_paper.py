@@ -237,6 +237,7 @@ def run_paper(args: Any) -> int:
           f"{budget.timesteps:,} steps per run (paper {protocol.timesteps:,}), update/eval every "
           f"{budget.update_steps:,} (paper {protocol.update_steps:,}), {budget.target_episodes} target "
           f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}; --algo {budget.algo})", flush=True)
+    machine = {**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     trials, rows = sweep_trials([trial_options(m, s, ranges_file, protocol, budget) for m, s in pairs],
                                 ["algo", "dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
@@ -261,7 +262,7 @@ def run_paper(args: Any) -> int:
     report = {"protocol": asdict(protocol), "sources": SOURCES, "deviations": DEVIATIONS,
               "target_ranges": protocol.target_ranges(), "budget": asdict(budget),
               "full_budget": budget.timesteps == protocol.timesteps, "methods": summary,
-              "machine": bench_machine.finish({**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
+              "machine": bench_machine.finish(machine),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": "simrl bench dr --protocol paper " + " ".join(
                   f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps",

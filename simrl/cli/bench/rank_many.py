@@ -206,11 +206,12 @@ def run_many(args: Any, spec: ManySpec = SPEC, cfg: Any = None) -> int:
     if not tasks:
         raise ValueError("--tasks: give at least one task")
     root = Path(args.cache or "runs/bench-rank-many")
+    machine = {**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     results = {task: run_task(task, args, spec, root / task, cfg) for task in tasks}
     report = {"spec": asdict(spec), "steps": args.steps, "num_envs": args.num_envs, "proxies": args.proxies or spec.proxies,
               "tasks": results, "rank_config": "simrl.validate.ranking.RankConfig() defaults",
-              "machine": bench_machine.finish({**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}),
+              "machine": bench_machine.finish(machine),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": f"simrl bench rank --protocol many --tasks {args.tasks} --steps {args.steps} "
                          f"--proxies {args.proxies} --num-envs {args.num_envs} --cache {root}"}
