@@ -9,8 +9,9 @@
 
 Both are checked at export against the checkpoint's torch policy on random observations around
 the normalizer statistics (far beyond its clip range included) and on realistic observations
-from task resets: the largest absolute difference must stay under ``tolerance`` (1e-5), else
-:class:`ExportParityError` is raised and nothing is written.
+from task resets: every output must agree within ``tolerance`` (1e-4) times ``max(1, |value|)``
+(float32 against the float64 reference: joint targets of a few radians carry ~1e-6 of rounding
+per layer), else :class:`ExportParityError` is raised and nothing is written.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from simrl.core.spec import POLICY_FILE, SPEC_FILE, file_sha256
 OPSET = 17
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
 FORMATS = ("onnx", "torchscript")
-TOLERANCE = 1e-5
+TOLERANCE = 1e-4  # float32 export against the float64 reference: wide inputs (history students) reach 1e-5
 
 
 class ExportTargetError(FileExistsError, ValueError):
@@ -172,10 +173,13 @@ def _reference(policy: LoadedPolicy, obs: np.ndarray) -> np.ndarray:
 
 
 def _check(name: str, got: np.ndarray, want: np.ndarray, tolerance: float) -> float:
-    diff = float(np.max(np.abs(got - want)))
-    if not np.isfinite(got).all() or not diff < tolerance:
+    """The largest absolute difference; raises unless every output is within ``tolerance``
+    relative to its magnitude (absolute below 1)."""
+    error = np.abs(got - want)
+    diff = float(np.max(error))
+    if not np.isfinite(got).all() or not (error < tolerance * np.maximum(1.0, np.abs(want))).all():
         raise ExportParityError(f"{name} export differs from the torch policy: max |diff| = {diff:.3g} "
-                                f"(tolerance {tolerance:g}); nothing written")
+                                f"(tolerance {tolerance:g} x max(1, |output|)); nothing written")
     return diff
 
 
