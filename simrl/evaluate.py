@@ -146,8 +146,8 @@ def run_episodes(policy: Callable[[Any], Any], task: Any, episodes: int, dr: Any
                 out["lengths"] += batch.lengths[new].tolist()
                 out["success"] += batch.success[new].tolist()
                 out["terminated"] += batch.terminated[new].tolist()
-                for key, sums in env.metric_sums.items():
-                    metrics.setdefault(key, []).extend((to_numpy(sums)[ids] / batch.lengths[new]).tolist())
+                for key, means in batch.metrics.items():
+                    metrics.setdefault(key, []).extend(means[new].tolist())
                 finished[ids] = True
         env.close()
         done_rounds += 1
