@@ -1,6 +1,6 @@
 """``simrl bench align --task go1-velocity --checkpoint C``: every method runs on the go1
 tracker at a tiny budget and is scored by tracking error on the default proxy (weaker motors,
-heavier trunk, more damping, a slipperier floor, one control step of latency); a checkpoint of
+heavier trunk, more damping, a slipperier floor, two control steps of latency); a checkpoint of
 another task than ``--task`` is one line naming the field."""
 
 from __future__ import annotations

@@ -135,6 +135,13 @@ def test_distill_cli_trains_a_teacher_and_distills_it(tmp_path, capsys):
                  "--out", str(teacher)]) == 0
     spec = policies.load_spec(teacher / "final")
     assert spec["dr"]["type"] == "uniform" and spec["privileged"]["params"][-1] == "friction"
+    # --resume continues the teacher on its privileged observation; settings stay as they were
+    assert main(["distill", "teacher", "--resume", str(teacher), "--steps", "128", "--progress", "false"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert policies.load_spec(teacher / "final")["training"]["steps"] == 128
+    assert main(["distill", "teacher", "--resume", str(teacher), "--steps", "192",
+                 "--ppo.learning-rate", "0.1"]) == 2
+    assert "only" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(teacher / "final"), "--out", str(tmp_path / "d"),
                  "--iterations", "1", "--steps-per-iteration", "8", "--num-envs", "4",
                  "--hidden", "16", "--eval-episodes", "2", "--history", "3"]) == 0

@@ -7,7 +7,7 @@ Two steps:
 
 simrl distill teacher trains a privileged teacher with PPO: its observation is the task's plus
 the true base velocity (where the task has one) and the world's DR parameters standardized to
-[-1, 1]. It takes simrl train's options; --dr defaults to uniform.
+[-1, 1]. It takes simrl train's options, --resume DIR included; --dr defaults to uniform.
 
 simrl distill runs DAgger into a student that sees the last H task observations (what a robot
 has), saves it as DIR/student (a standard checkpoint: simrl eval runs it) and prints the
@@ -25,11 +25,10 @@ import tyro
 
 from policies import load_spec
 from simrl.cli import command, parse
-from simrl.cli.train import resolve
+from simrl.cli.train import open_run
 from simrl.core.config import validate
 from simrl.evaluate import format_summary
 from simrl.distill import DISTILL_FILE, DistillConfig, distill, train_teacher
-from simrl.train import CONFIG_FILE
 
 
 @dataclass
@@ -69,14 +68,14 @@ def run(argv: list[str]) -> int:
 
 
 def run_teacher(argv: list[str]) -> int:
-    """``simrl distill teacher``: a privileged PPO teacher (simrl train's options)."""
-    cfg = resolve(argv, "simrl distill teacher", dr="uniform")
-    t = cfg.train
-    run_dir = Path(t.out or f"runs/{t.task}-teacher-s{t.seed}")
-    if (run_dir / CONFIG_FILE).exists():
-        raise ValueError(f"run directory {run_dir} already holds a run; use another --out")
-    t.out = str(run_dir)
-    trainer = train_teacher(cfg, run_dir)
-    final = trainer.train()
+    """``simrl distill teacher``: a privileged PPO teacher (simrl train's options, ``--resume``)."""
+    cfg, run_dir, checkpoint, lock = open_run(argv, "simrl distill teacher", "{task}-teacher-s{seed}",
+                                              dr="uniform")
+    with lock:
+        trainer = train_teacher(cfg, run_dir)
+        if checkpoint is not None:
+            trainer.resume(checkpoint)
+            print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
+        final = trainer.train()
     print(f"teacher {trainer.summary_line()}; checkpoint: {final}")
     return 0

@@ -121,8 +121,11 @@ def resume_config(run_dir: Path, argv: list[str]) -> Any:
     return check_config(cfg)
 
 
-@command("train", help="train a policy (PPO, SB3 PPO or SAC, or a registered algorithm)")
-def run(argv: list[str]) -> int:
+def open_run(argv: list[str], prog: str = "simrl train", run_name: str = "{task}-{algo}-s{seed}",
+             **train: Any) -> tuple[Any, Path, Path | None, RunLock]:
+    """(config, run directory, checkpoint to resume from or None, the held run lock) for a
+    new run or, with ``--resume DIR`` in ``argv``, for continuing the run in DIR. ``run_name``
+    names the default ``runs/`` directory; ``train`` are defaults of train fields."""
     argv = with_aliases(argv)
     resume = option_value(argv, "--resume")
     argv = without_option(argv, "--resume")
@@ -131,17 +134,27 @@ def run(argv: list[str]) -> int:
         lock = RunLock(run_dir)
         if notice:
             print(notice, file=sys.stderr)
-        cfg = resume_config(run_dir, argv)
-    else:
-        cfg = resolve(argv)
-        t = cfg.train
-        run_dir = Path(t.out or f"runs/{t.task}-{t.algo}-s{t.seed}")
-        lock = RunLock(run_dir)  # before the check below: two runs cannot both pass it
-        if (run_dir / CONFIG_FILE).exists():
+        try:
+            cfg = resume_config(run_dir, argv)
+        except BaseException:
             lock.release()
-            raise ValueError(f"run directory {run_dir} already holds a run; use --resume {run_dir} "
-                             "or another --out")
-        checkpoint = None
+            raise
+        return cfg, run_dir, checkpoint, lock
+    cfg = resolve(argv, prog, **train)
+    t = cfg.train
+    run_dir = Path(t.out or "runs/" + run_name.format(task=t.task, algo=t.algo, seed=t.seed))
+    lock = RunLock(run_dir)  # before the check below: two runs cannot both pass it
+    if (run_dir / CONFIG_FILE).exists():
+        lock.release()
+        raise ValueError(f"run directory {run_dir} already holds a run; use --resume {run_dir} "
+                         "or another --out")
+    cfg.train.out = str(run_dir)
+    return cfg, run_dir, None, lock
+
+
+@command("train", help="train a policy (PPO, SB3 PPO or SAC, or a registered algorithm)")
+def run(argv: list[str]) -> int:
+    cfg, run_dir, checkpoint, lock = open_run(argv)
     with lock:
         cfg.train.out = str(run_dir)
         trainer = make_trainer(cfg, run_dir)
