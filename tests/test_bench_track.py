@@ -35,6 +35,7 @@ def test_trains_scores_every_checkpoint_and_finds_the_first_passing(tiny_run):
     full = result["full_model_checkpoints"]  # the first passing one and the final one
     assert [(r["steps"], r["model"]) for r in full] == [(32, "go1-menagerie"), (64, "go1-menagerie")]
     assert result["train_command"].startswith("simrl train --task go1-velocity --algo ppo --dr uniform --steps 64")
+    assert result["privileged_teacher"] is False
     assert not result["default_settings"]
     assert set(result["differs_from_defaults"]) == {"train.num_envs", "ppo.num_steps"}
     assert result["machine"]["cores"] >= 1 and "load_avg_end" in result["machine"]
@@ -72,3 +73,14 @@ def test_a_run_of_another_task_or_no_run_is_refused(tmp_path):
     (tmp_path / "hop" / "config.json").write_text(json.dumps({"train": {"task": "hopper"}}))
     assert main(["bench", "track", "--run", str(tmp_path / "hop")]) == 2
     assert main(["bench", "track", "--run", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_privileged_teacher_run_is_scored_and_named_as_one(tmp_path):
+    run = tmp_path / "teacher"
+    assert main(["distill", "teacher", "--task", "go1-velocity", "--num-envs", "4", "--steps", "32",
+                 "--ppo.num-steps", "8", "--checkpoint-every", "32", "--progress", "false", "--out", str(run)]) == 0
+    assert main(["bench", "track", "--run", str(run), *TINY, "--full-model", ""]) == 0
+    result = json.loads((run / "track.json").read_text())
+    assert result["privileged_teacher"] is True
+    assert result["train_command"].startswith("simrl distill teacher --task go1-velocity --dr uniform --steps 32")
+    assert result["checkpoints"][-1]["steps"] == 32

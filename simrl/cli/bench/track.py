@@ -136,10 +136,23 @@ def settings(run: Path) -> dict[str, Any]:
     differs = [name for name in _dotted(stored) if name.split(".", 1)[0] != "train"
                or name.split(".", 1)[1] not in NOT_SETTINGS]
     differs = [n for n in differs if _get(stored, n) != _get(default, n)]
-    command = (f"simrl train --task {t['task']} --algo {t['algo']} --dr {t['dr']} --steps {t['steps']} "
+    teacher = is_teacher_run(run)
+    trainer = (f"simrl distill teacher --task {t['task']}" if teacher
+               else f"simrl train --task {t['task']} --algo {t['algo']}")
+    command = (f"{trainer} --dr {t['dr']} --steps {t['steps']} "
                f"--checkpoint-every {t['checkpoint_every']} --seed {t['seed']} --out {t['out']}")
-    return {"train_command": command, "train_config": stored, "default_settings": not differs,
-            "differs_from_defaults": differs}
+    return {"train_command": command, "train_config": stored, "privileged_teacher": teacher,
+            "default_settings": not differs, "differs_from_defaults": differs}
+
+
+def is_teacher_run(run: Path) -> bool:
+    """Whether the run is a privileged teacher's (``simrl distill teacher``: its checkpoints'
+    specs carry ``privileged``)."""
+    from policies import load_spec
+
+    for spec in sorted(run.glob("checkpoints/*/spec.json")) + sorted(run.glob("final/spec.json")):
+        return bool(load_spec(spec.parent).get("privileged"))
+    return False
 
 
 def _dotted(d: dict, prefix: str = "") -> list[str]:
