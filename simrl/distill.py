@@ -287,4 +287,10 @@ def train_teacher(cfg: Any, out: str | Path) -> Any:
                          "uniform or a JSON file; no --robust or --residual)")
     task = make_task(t.task, config=cfg.task)
     env = BatchedEnv(task, t.num_envs, resolve_device(t.device), dr=resolve_dr(t.dr), seed=t.seed)
-    return PPOTrainer(cfg, out, env=PrivilegedEnv(env))
+    # --init TEACHER: the privileged features stay the teacher's (parameters it was not shown,
+    # e.g. a newly randomized latency, are not added), so its network fits the observation
+    privileged = policies.load_spec(t.init).get("privileged") if t.init else None
+    if t.init and not privileged:
+        raise ValueError(f"--init {t.init}: not a privileged teacher (no spec['privileged']); "
+                         "a teacher starts from a teacher's checkpoint")
+    return PPOTrainer(cfg, out, env=PrivilegedEnv(env, privileged))

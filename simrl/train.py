@@ -64,6 +64,7 @@ class TrainConfig:
     progress: bool = True                # live progress bar
     vec_env: str = "dummy"               # SB3 only: dummy | subproc
     backend: str = "cpu"                 # physics: cpu (MuJoCo, C threads) | warp (MuJoCo Warp on --device, the GPU backend; pip install 'simrl[warp]'; PPO only)
+    init: str = ""                       # PPO only: start from this checkpoint's actor, critic and normalizers (a new run: fresh optimizer, step 0, action std from --network.init-log-std); the observation must match
     trust_pickle: bool = False           # WARNING: runs any code in the file. Allow unpickling SB3 files (a residual base zip simrl cannot read from its JSON; resuming an sb3-ppo/sb3-sac run); only for files you made yourself
 
     def validate(self) -> None:

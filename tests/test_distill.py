@@ -142,6 +142,19 @@ def test_distill_cli_trains_a_teacher_and_distills_it(tmp_path, capsys):
     assert main(["distill", "teacher", "--resume", str(teacher), "--steps", "192",
                  "--ppo.learning-rate", "0.1"]) == 2
     assert "only" in capsys.readouterr().err
+    # --init: a new teacher under a wider DR (one more parameter) keeps the old teacher's
+    # privileged features, so the old network fits
+    dr = tmp_path / "dr.json"
+    dr.write_text(json.dumps({**{p: [lo, hi] for p, lo, hi in zip(spec["privileged"]["params"],
+                                                                   spec["privileged"]["low"], spec["privileged"]["high"])},
+                              "gain": [0.8, 1.2]}))
+    assert main(["distill", "teacher", "--task", "hopper", "--num-envs", "4", "--steps", "64",
+                 "--ppo.num-steps", "16", "--network.actor-hidden", "16", "--progress", "false",
+                 "--dr", str(dr), "--init", str(teacher / "final"), "--out", str(tmp_path / "t2")]) == 0
+    new = policies.load_spec(tmp_path / "t2" / "final")
+    assert new["privileged"] == spec["privileged"] and "gain" in new["dr"]["names"]
+    assert main(["distill", "teacher", "--task", "hopper", "--steps", "64", "--init", str(tmp_path / "x"),
+                 "--out", str(tmp_path / "t3")]) == 2
     assert main(["distill", "--teacher", str(teacher / "final"), "--out", str(tmp_path / "d"),
                  "--iterations", "1", "--steps-per-iteration", "8", "--num-envs", "4",
                  "--hidden", "16", "--eval-episodes", "2", "--history", "3"]) == 0

@@ -215,3 +215,30 @@ def test_sb3_sac_policy_converts_and_its_zip_loads(tmp_path):
         policies.load(tmp_path / "sac.zip", task="walker2d")
     with pytest.raises(policies.CheckpointError, match="does not name its task"):
         policies.load(tmp_path / "sac.zip")
+
+
+def test_init_starts_a_new_run_from_a_checkpoints_weights(run, tmp_path, capsys):
+    """--init: the new run's deterministic policy is the checkpoint's before any update, its
+    action std is the config's, its step counter and optimizer are new; a checkpoint whose
+    network does not fit is one error naming the entry."""
+    from simrl.algos import default_config, make_trainer
+
+    cfg = default_config("hopper", "ppo")
+    cfg.train.num_envs, cfg.network.actor_hidden, cfg.network.critic_hidden = 8, (16,), (16,)
+    cfg.network.init_log_std, cfg.train.init = -1.5, str(run / "final")
+    trainer = make_trainer(cfg, tmp_path / "a")
+    trainer.init_from(cfg.train.init)
+    obs = torch.randn(32, 11)
+    source = policies.load(run / "final")
+    with torch.no_grad():
+        assert np.allclose(np.asarray(source(obs.numpy())), trainer.model.policy(obs).numpy(), atol=1e-6)
+    assert torch.allclose(trainer.model.policy.log_std, torch.full((3,), -1.5))
+    assert trainer.step == 0
+    assert main(["train", *TINY, "--steps", "128", "--init", str(run / "final"), "--out", str(tmp_path / "b")]) == 0
+    assert "starting from the weights of" in capsys.readouterr().out
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["init"] == str(run / "final")
+    assert policies.load_spec(tmp_path / "b" / "final")["training"]["steps"] == 128
+    bad = [*TINY, "--steps", "128", "--init", str(run / "final"), "--out", str(tmp_path / "c")]
+    bad[bad.index("hopper")] = "walker2d"
+    assert main(["train", *bad]) == 2
+    assert "network entry" in capsys.readouterr().err

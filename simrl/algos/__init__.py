@@ -149,6 +149,8 @@ def check_config(cfg: RunConfig) -> RunConfig:
     if not algo.wrappers and (t.robust != "none" or t.residual):
         raise ValueError(f"--robust and --residual are not available with --algo {t.algo} "
                          f"(use --algo ppo)")
+    if t.init and t.algo != "ppo":
+        raise ValueError(f"--init is available with --algo ppo only, got --algo {t.algo}")
     return cfg
 
 

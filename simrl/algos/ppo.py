@@ -48,6 +48,33 @@ class PPOTrainer(Trainer):
     def policy(self) -> Policy:
         return self.model.policy
 
+    def init_from(self, path: str | Path) -> None:
+        """Starts this run from the checkpoint ``path`` (``--init``): its actor, critic,
+        observation normalizer and reward scaler; the optimizer, step counter and action std
+        (``network.init_log_std``) are this run's. ValueError naming the field when the
+        checkpoint is not a simrl PPO run's or its network does not fit this run's."""
+        from simrl.train import read_training_state
+
+        path = Path(path)
+        state = read_training_state(path)
+        if state["algo"] != "ppo":
+            raise ValueError(f"--init {path}: field algo of its training state is {state['algo']!r}; "
+                             "--init takes a checkpoint of simrl's PPO (--algo ppo)")
+        saved = state["algorithm"]["ppo"]
+        own = self.model.state_dict()
+        for name, tensor in saved["model"].items():
+            if name not in own or own[name].shape != tensor.shape:
+                raise ValueError(
+                    f"--init {path}: network entry {name} has shape {tuple(tensor.shape)}, this run's "
+                    f"{tuple(own[name].shape) if name in own else 'none'} (observation size "
+                    f"{self.env.observation_size}, action size {self.env.action_size}, "
+                    "--network.actor-hidden / --network.critic-hidden must match the checkpoint's)")
+        self.model.load_state_dict(saved["model"])
+        with torch.no_grad():
+            self.model.policy.log_std.fill_(self.cfg.network.init_log_std)
+        if self.ppo.reward_scaler is not None and "reward_scaler" in saved:
+            self.ppo.reward_scaler.load_state_dict(saved["reward_scaler"])
+
     def _on_step(self, info: dict[str, Any]) -> None:
         batch = info.get("episodes")
         if batch is not None:

@@ -25,7 +25,7 @@ import tyro
 
 from policies import load_spec
 from simrl.cli import command, parse
-from simrl.cli.train import open_run
+from simrl.cli.train import open_run, start
 from simrl.core.config import validate
 from simrl.evaluate import format_summary
 from simrl.distill import DISTILL_FILE, DistillConfig, distill, train_teacher
@@ -73,9 +73,7 @@ def run_teacher(argv: list[str]) -> int:
                                               dr="uniform")
     with lock:
         trainer = train_teacher(cfg, run_dir)
-        if checkpoint is not None:
-            trainer.resume(checkpoint)
-            print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
+        start(trainer, run_dir, checkpoint)
         final = trainer.train()
     print(f"teacher {trainer.summary_line()}; checkpoint: {final}")
     return 0

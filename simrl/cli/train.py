@@ -152,15 +152,23 @@ def open_run(argv: list[str], prog: str = "simrl train", run_name: str = "{task}
     return cfg, run_dir, None, lock
 
 
+def start(trainer: Any, run_dir: Path, checkpoint: Path | None) -> None:
+    """Resumes ``trainer`` from ``checkpoint``, or starts a new run from ``--init`` when given."""
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
+        print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
+    elif trainer.cfg.train.init:
+        trainer.init_from(trainer.cfg.train.init)
+        print(f"{run_dir}: starting from the weights of {trainer.cfg.train.init}")
+
+
 @command("train", help="train a policy (PPO, SB3 PPO or SAC, or a registered algorithm)")
 def run(argv: list[str]) -> int:
     cfg, run_dir, checkpoint, lock = open_run(argv)
     with lock:
         cfg.train.out = str(run_dir)
         trainer = make_trainer(cfg, run_dir)
-        if checkpoint is not None:
-            trainer.resume(checkpoint)
-            print(f"resuming {run_dir} from {checkpoint} at step {trainer.step:,}")
+        start(trainer, run_dir, checkpoint)
         final = trainer.train()
     print(f"{trainer.summary_line()}; final checkpoint: {final}")
     return 0
