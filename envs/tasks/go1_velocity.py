@@ -99,9 +99,10 @@ class Go1Velocity(Task):
     # one torch thread (512-256-128 makes the update 3x slower than the collection on 2 cores).
     # Initial action std 0.61, not 1: the task's per-step penalties (action rate, torques) under
     # std-1 noise outweigh its tracking reward, and the policy first learns to fall early.
-    # rsl_rl's entropy bonus 0.01: actions are clipped to [-1, 1], so noise past the clip costs
-    # little and the action std grows (0.61 to 3.7 over 20M steps), but without the bonus a run
-    # with latency in its randomization still stood still (tracking error 0.5 m/s) at 12M steps.
+    # rsl_rl's entropy bonus 0.01 finds the gait (without latency, from 6M steps); actions are
+    # clipped to [-1, 1], so the std then grows (0.61 to 3.7 over 20M steps): the README's
+    # two-stage recipe drops it in the second stage, the one that adds latency (from scratch,
+    # latency kept PPO standing still through 12M steps, with the bonus or without).
     train_defaults = {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
                       "ppo.entropy_coef": 0.01, "network.activation": "elu",
                       "network.init_log_std": -0.5, "network.actor_hidden": (128, 128, 128),

@@ -139,6 +139,7 @@ def open_run(argv: list[str], prog: str = "simrl train", run_name: str = "{task}
         except BaseException:
             lock.release()
             raise
+        cfg.train.out = str(run_dir)
         return cfg, run_dir, checkpoint, lock
     cfg = resolve(argv, prog, **train)
     t = cfg.train
@@ -166,7 +167,6 @@ def start(trainer: Any, run_dir: Path, checkpoint: Path | None) -> None:
 def run(argv: list[str]) -> int:
     cfg, run_dir, checkpoint, lock = open_run(argv)
     with lock:
-        cfg.train.out = str(run_dir)
         trainer = make_trainer(cfg, run_dir)
         start(trainer, run_dir, checkpoint)
         final = trainer.train()

@@ -152,9 +152,8 @@ def is_teacher_run(run: Path) -> bool:
     specs carry ``privileged``)."""
     from policies import load_spec
 
-    for spec in sorted(run.glob("checkpoints/*/spec.json")) + sorted(run.glob("final/spec.json")):
-        return bool(load_spec(spec.parent).get("privileged"))
-    return False
+    spec = next(iter(sorted(run.glob("checkpoints/*/spec.json")) + sorted(run.glob("final/spec.json"))), None)
+    return spec is not None and bool(load_spec(spec.parent).get("privileged"))
 
 
 def _dotted(d: dict, prefix: str = "") -> list[str]:
