@@ -46,9 +46,11 @@ class Go1TrotGait:
     # Phase offset of each leg (FR, FL, RR, RL): diagonal pairs FR+RL and FL+RR.
     LEG_PHASE = np.array([0.0, np.pi, np.pi, 0.0])
 
-    def __init__(self, control_dt: float = 0.02, frequency_hz: float = 2.0, thigh_amp: float = 0.0,
-                 calf_amp: float = 0.45, stride_gain: float = 1.0, action_scale: float = 0.3):
+    def __init__(self, action_scale: float, control_dt: float = 0.02, frequency_hz: float = 2.0,
+                 thigh_amp: float = 0.0, calf_amp: float = 0.45, stride_gain: float = 1.0,
+                 max_offset: float = 0.3):
         self.dt, self.freq = control_dt, frequency_hz
+        self.max_offset = max_offset  # rad: joint offsets are clipped here (the gait was tuned so)
         self.thigh_amp, self.calf_amp, self.stride_gain = thigh_amp, calf_amp, stride_gain
         self.action_scale = action_scale
         self.phase = 0.0
@@ -62,6 +64,7 @@ class Go1TrotGait:
         offsets = np.zeros((rs.n, 4, 3))
         offsets[:, :, 1] = self.stride_gain * vx * np.cos(leg) + self.thigh_amp * lift
         offsets[:, :, 2] = -self.calf_amp * lift
+        offsets = np.clip(offsets, -self.max_offset, self.max_offset)
         return np.clip(offsets.reshape(rs.n, 12) / self.action_scale, -1.0, 1.0)
 
 
@@ -166,7 +169,7 @@ def make_scripted(name: str, task) -> Callable[[RobotState], np.ndarray]:
     if name == "stand":
         return StandController(task.action_size)
     if name == "trot":
-        return Go1TrotGait(control_dt=task.cfg.control_dt, action_scale=task.cfg.action_scale)
+        return Go1TrotGait(task.cfg.action_scale, control_dt=task.cfg.control_dt)
     if name == "reacher":
         return PandaReachController(task.model, target_delta=task.cfg.target_delta)
     return PandaPushController(task.model, target_delta=task.cfg.target_delta)

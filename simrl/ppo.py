@@ -300,7 +300,10 @@ class PPO:
         avg = (totals / count).tolist()
         return {"surrogate_loss": avg[0], "value_loss": avg[1], "entropy": avg[2], "kl": avg[3],
                 "clip_fraction": avg[4], "learning_rate": self.learning_rate,
-                "action_std": float(self.model.policy.log_std.detach().exp().mean())}
+                "action_std": float(self.model.policy.log_std.detach().exp().mean()),
+                # share of the rollout's mean actions at or past the env's [-1, 1] clip: near 1,
+                # the policy is bang-bang and the clip hides its mean from the reward
+                "action_saturation": float((means.abs() >= 1.0).float().mean())}
 
     def learn(self, env: Any, obs: torch.Tensor,
               on_step: Callable[[dict[str, Any]], None] | None = None

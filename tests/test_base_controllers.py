@@ -32,7 +32,7 @@ def test_stand_holds_the_go1_up():
 def test_trot_moves_forward_when_commanded():
     env = envs.make("go1-velocity", 8, seed=0, command_vx=(0.5, 0.5), command_vy=(0.0, 0.0),
                     command_yaw_rate=(0.0, 0.0), zero_command_prob=0.0, max_episode_steps=200)
-    gait = Go1TrotGait()
+    gait = Go1TrotGait(env.task.cfg.action_scale)
     env.reset_numpy(seed=0)
     vx = []
     for _ in range(150):

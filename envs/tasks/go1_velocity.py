@@ -58,7 +58,7 @@ class Go1VelocityConfig(TaskConfig):
     model: str = "go1-flat"                         # built-in model name or a user MJCF path
     control_dt: float = 0.02                        # policy period, seconds
     max_episode_steps: int = 1000                   # episode length limit, control steps
-    action_scale: float = 0.3                      # rad of joint target per unit action
+    action_scale: float = 0.5                      # rad of joint target per unit action (Playground's)
     command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
     command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
     command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s: (low, high) of the turn command
@@ -99,12 +99,12 @@ class Go1Velocity(Task):
     # one torch thread (512-256-128 makes the update 3x slower than the collection on 2 cores).
     # Initial action std 0.61, not 1: the task's per-step penalties (action rate, torques) under
     # std-1 noise outweigh its tracking reward, and the policy first learns to fall early.
-    # rsl_rl's entropy bonus 0.01 finds the gait (without latency, from 6M steps); actions are
-    # clipped to [-1, 1], so the std then grows (0.61 to 3.7 over 20M steps): the README's
-    # two-stage recipe drops it in the second stage, the one that adds latency (from scratch,
-    # latency kept PPO standing still through 12M steps, with the bonus or without).
+    # A tanh on the actor mean (Playground's policy is tanh-bounded too): actions are clipped to
+    # [-1, 1], and an unbounded mean drifted past the clip (2M steps: 60-80% of mean actions
+    # saturated, 20M: 95%, hips pinned at one end), a bang-bang policy that walked forward but
+    # never learned to walk backwards or sideways and could not learn at all under latency.
     train_defaults = {"train.num_envs": 256, "ppo.num_steps": 24, "ppo.learning_rate": 1e-3,
-                      "ppo.entropy_coef": 0.01, "network.activation": "elu",
+                      "ppo.entropy_coef": 0.01, "network.activation": "elu", "network.squash": True,
                       "network.init_log_std": -0.5, "network.actor_hidden": (128, 128, 128),
                       "network.critic_hidden": (128, 128, 128)}
 

@@ -3,9 +3,8 @@
 Trains ``go1-velocity`` with its default settings and uniform randomization (``simrl train
 --task go1-velocity --dr uniform --steps S --checkpoint-every C --out OUT``, the training
 command itself; a run already in OUT is continued with ``--resume``, a finished one only
-scored), or takes an existing run (``--run DIR``, no training: e.g. the second stage of the
-README's two-stage recipe, since from scratch with latency in the randomization go1 did not
-walk within 12M steps), and scores EVERY complete
+scored), or takes an existing run (``--run DIR``, no training: e.g. a privileged teacher of
+``simrl distill teacher``), and scores EVERY complete
 checkpoint in step order with ``simrl eval``'s episodes (:func:`simrl.evaluate.run_episodes`):
 ``--episodes`` episodes of the full length (1000 steps, 20 s) under the task's default
 randomization (``--dr uniform``), commands drawn again during the episode as in training. Per
