@@ -75,7 +75,8 @@ def test_go1_parity_with_matched_converged_solver():
     (the same draws on both), feet air time advanced and observations 2 steps late."""
     task = make_task("go1-velocity", command_resample_s=(0.1, 0.3))
     task.model.opt.iterations = task.model.opt.ls_iterations = 50
-    assert _run_parity(task, steps=60, action_scale=0.5, dr={"obs_latency": (2, 2)}) == 60
+    # random joint targets within 0.15 rad of the stance (the task's 0.5 rad per unit x 0.3)
+    assert _run_parity(task, steps=60, action_scale=0.3, dr={"obs_latency": (2, 2)}) == 60
 
 
 def test_randomized_fields_reach_their_world_only():
