@@ -111,6 +111,12 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return loss.mean()
 
 
+# |mean action| counted as saturated: at the env's [-1, 1] clip (which hides an unbounded mean
+# from the reward) or where a tanh-squashed mean has lost its gradient. Near 1 in
+# ``action_saturation``, the policy is bang-bang.
+SATURATED = 0.99
+
+
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Log-density of diagonal Gaussians at ``x``, summed over the action dimension."""
     return (-0.5 * ((x - mean) / log_std.exp()).square() - log_std).sum(-1) - 0.5 * x.shape[-1] * LOG_2PI
@@ -301,9 +307,7 @@ class PPO:
         return {"surrogate_loss": avg[0], "value_loss": avg[1], "entropy": avg[2], "kl": avg[3],
                 "clip_fraction": avg[4], "learning_rate": self.learning_rate,
                 "action_std": float(self.model.policy.log_std.detach().exp().mean()),
-                # share of the rollout's mean actions at or past the env's [-1, 1] clip: near 1,
-                # the policy is bang-bang and the clip hides its mean from the reward
-                "action_saturation": float((means.abs() >= 1.0).float().mean())}
+                "action_saturation": float((means.abs() >= SATURATED).float().mean())}
 
     def learn(self, env: Any, obs: torch.Tensor,
               on_step: Callable[[dict[str, Any]], None] | None = None

@@ -81,12 +81,13 @@ def test_collect_bootstraps_truncated_but_not_terminated_episodes():
     assert len(seen) == 3 and "episodes" in seen[1]
 
 
-def test_action_saturation_is_the_share_of_means_at_the_clip():
+@pytest.mark.parametrize("squash", [False, True])
+def test_action_saturation_is_the_share_of_means_at_the_clip(squash):
     torch.manual_seed(0)
-    model = ActorCritic(3, 4, NetworkConfig(normalize_obs=False))
-    with torch.no_grad():  # mean actions (2, -3, 0.5, 0) whatever the observation
+    model = ActorCritic(3, 4, NetworkConfig(normalize_obs=False, squash=squash))
+    with torch.no_grad():  # actor outputs (4, -5, 0.5, 0) whatever the observation
         model.policy.actor[-1].weight.zero_()
-        model.policy.actor[-1].bias.copy_(torch.tensor([2.0, -3.0, 0.5, 0.0]))
+        model.policy.actor[-1].bias.copy_(torch.tensor([4.0, -5.0, 0.5, 0.0]))
     ppo = PPO(model, PPOConfig(num_steps=3, num_minibatches=1, num_epochs=1), 2, torch.device("cpu"))
     ppo.collect(_ScriptedEnv(), torch.zeros(2, 3))
     assert ppo.update()["action_saturation"] == pytest.approx(0.5)
