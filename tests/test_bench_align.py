@@ -1,6 +1,6 @@
 """``simrl bench align --task go1-velocity --checkpoint C``: every method runs on the go1
 tracker at a tiny budget and is scored by tracking error on the default proxy (weaker motors,
-heavier trunk, more damping, a slipperier floor, two control steps of latency); a checkpoint of
+heavier trunk, more servo damping, a slipperier floor, two control steps of latency); a checkpoint of
 another task than ``--task`` is one line naming the field."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_every_method_is_scored_by_tracking_error_on_the_go1_proxy(go1_checkpoin
             assert cell["n"] == 1 and math.isfinite(cell["mean"]) and cell["mean"] >= 0, (key, method, cell)
             assert key != "fall_rate" or cell["mean"] <= 1
     (sysid,) = report["runs"]["sysid"]["3"]
-    assert set(sysid["estimate"]) == {"gain", "mass:trunk", "damping", "friction:floor", "latency"}
+    assert set(sysid["estimate"]) == {"gain", "mass:trunk", "kd", "friction:floor", "latency"}
     for method in ("sysid", "delta-action", "delta-dynamics"):
         (run,) = report["runs"][method]["3"]
         assert run["heldout_error_before"] > 0 and run["heldout_error_after"] > 0

@@ -68,6 +68,24 @@ def test_pass_fail_follows_the_numbers(tiny_run, tmp_path):
                 "steps": hit["steps"], "train_wall_time_s": hit["train_wall_time_s"], "checkpoint": hit["checkpoint"]})
 
 
+def test_scoring_again_keeps_the_rows_scored_with_the_same_options(tiny_run, monkeypatch):
+    """A run scored again (e.g. while it trains) costs only checkpoints not scored before with
+    the same episodes, length, seed and randomization."""
+    import simrl.cli.bench.track as track
+
+    out, first = tiny_run
+    def no_scoring(*args, **kwargs):
+        raise RuntimeError("scored again")
+    monkeypatch.setattr(track, "score", no_scoring)
+    same = ["bench", "track", "--run", str(out), *TINY, "--lin-vel-error", "100", "--yaw-rate-error", "100",
+            "--falls", "1.01"]
+    assert main(same) == 0
+    again = json.loads((out / "track.json").read_text())
+    assert again["checkpoints"] == first["checkpoints"] and again["full_model_checkpoints"] == first["full_model_checkpoints"]
+    with pytest.raises(RuntimeError, match="scored again"):
+        main([*same, "--eval-seed", "1"])
+
+
 def test_a_run_of_another_task_or_no_run_is_refused(tmp_path):
     (tmp_path / "hop").mkdir()
     (tmp_path / "hop" / "config.json").write_text(json.dumps({"train": {"task": "hopper"}}))

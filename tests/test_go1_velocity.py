@@ -175,6 +175,42 @@ def test_the_full_menagerie_go1_runs_the_same_task():
     assert rs.extras["feet_contact"].shape == (8, 4) and np.all(rs.extras["feet_contact"].sum(axis=1) >= 3)
 
 
+def test_the_task_servo_gains_replace_any_models_own():
+    """The PD gains are the policy's (a deploy sends them to the motor drivers), as Playground
+    writes its Kp/Kd into whichever Go1 model it loads: Menagerie's full Go1 (kp 100, joint
+    damping 1-2) and Playground's (kp 35, joint damping 0.5) run with kp 35 and kd 0.5 in the
+    actuators and no leg-joint damping, and the checkpoint spec says so; None keeps the model's."""
+    from policies.checkpoint import pd_gains
+    for model in ("go1-flat", "go1-menagerie"):
+        task = make_task("go1-velocity", model=model)
+        m = task.model
+        assert np.allclose(m.actuator_gainprm[:, 0], 35.0) and np.allclose(m.actuator_biasprm[:, 1:3], [-35.0, -0.5])
+        assert np.all(m.dof_damping[6:] == 0.0)
+        assert pd_gains(task) == {"kp": [35.0] * 12, "kd": [0.5] * 12}
+    own = make_task("go1-velocity", model="go1-menagerie", kp=None, kd=None)
+    assert pd_gains(own) == {"kp": [100.0] * 12, "kd": [0.0] * 12}
+    assert sorted(set(own.model.dof_damping[6:])) == [1.0, 2.0]
+
+
+def test_checkpoints_saved_before_the_servo_gains_load_with_the_models_own():
+    from envs.tasks import config_from_spec
+    assert config_from_spec({"task": "go1-velocity", "task_config": {}}).kp is None
+    assert config_from_spec({"task": "go1-velocity", "task_config": {"kp": 30.0, "kd": 1.0}}).kd == 1.0
+
+
+def test_servo_gains_on_a_model_with_torque_motors_is_a_clear_error(tmp_path):
+    """A Go1 MJCF with <motor> actuators (unitree_mujoco's style) cannot take the task's PD
+    gains silently: the error names the actuators and the way out."""
+    from envs.assets import asset_path
+    src = asset_path("go1-menagerie").parent
+    for name in ("go1.xml", "scene.xml"):
+        text = (src / name).read_text()
+        (tmp_path / name).write_text(text.replace('kp="100" ', "").replace("<position", "<motor"))
+    (tmp_path / "assets").symlink_to(src / "assets")
+    with pytest.raises(ValueError, match="not position servos.*--task.kp None"):
+        make_task("go1-velocity", model=str(tmp_path / "scene.xml"))
+
+
 def test_finished_episodes_carry_their_per_step_metric_means_and_the_trainer_logs_them():
     from simrl.train import EpisodeWindow
     env = BatchedEnv(make_task("go1-velocity", max_episode_steps=6), 8, seed=3)

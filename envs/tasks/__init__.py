@@ -19,13 +19,14 @@ def task_names() -> list[str]:
 
 
 def make_config(name: str, **overrides) -> TaskConfig:
-    """The task's default config with ``overrides`` applied (unknown fields are an error)."""
+    """The task's default config with ``overrides`` applied (unknown fields are an error). A
+    None override means "not given" unless the field may be None (``sim_dt``, go1's ``kp``)."""
     cls = TASKS.get(name).config_class
-    known = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(overrides) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    bad = sorted(set(overrides) - set(fields))
     if bad:
-        raise ValueError(f"task {name}: unknown config fields {bad}; fields: {sorted(known)}")
-    return cls(**{k: v for k, v in overrides.items() if v is not None or k == "sim_dt"})
+        raise ValueError(f"task {name}: unknown config fields {bad}; fields: {sorted(fields)}")
+    return cls(**{k: v for k, v in overrides.items() if v is not None or "None" in str(fields[k].type)})
 
 
 def make_task(name: str, config: TaskConfig | None = None, **overrides) -> Task:
@@ -41,8 +42,10 @@ def make_task(name: str, config: TaskConfig | None = None, **overrides) -> Task:
 def config_from_spec(spec: Mapping[str, Any]) -> TaskConfig:
     """The task config a checkpoint spec was trained with (for evaluating under the same task)."""
     try:
-        return from_dict(make_config(spec["task"]), spec.get("task_config", {}),
-                         f"{spec['task']} config")
+        base = make_config(spec["task"])
+        saved = spec.get("task_config", {})
+        saved = {**{k: v for k, v in base.before_added.items() if k not in saved}, **saved}
+        return from_dict(base, saved, f"{spec['task']} config")
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint spec: {exc}") from None
 

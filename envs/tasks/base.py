@@ -36,6 +36,9 @@ class TaskConfig:
     push_duration_steps: int = 5         # ... lasting this many control steps
     # (low, high) fields of this config that validate() checks (subclasses add theirs).
     range_fields: ClassVar[tuple[str, ...]] = ()
+    # Fields added after checkpoints were saved without them: field -> the value those
+    # checkpoints were trained with (the config a spec without the field loads with).
+    before_added: ClassVar[dict[str, Any]] = {}
 
     def validate(self) -> None:
         """Field checks that need no model (:func:`simrl.core.config.validate` also rejects NaN)."""

@@ -1,8 +1,9 @@
 """Unitree Go1 tracking a commanded forward/lateral velocity and yaw rate.
 
 Model: MuJoCo Menagerie's Go1 in MuJoCo Playground's feet-only flat scene (4 ms physics).
-Policy at 50 Hz outputs joint-position targets around the default stance; the model's position
-actuators (kp = 35) do the PD. Observation, reward and termination follow Playground's Go1
+Policy at 50 Hz outputs joint-position targets around the default stance; position servos with
+the task's gains (Playground's kp = 35, kd = 0.5, written into whichever Go1 model is loaded)
+do the PD. Observation, reward and termination follow Playground's Go1
 joystick task, trimmed to what an onboard computer can measure: gyro, gravity direction from
 the IMU orientation, command, joint positions and velocities, last action.
 
@@ -18,7 +19,7 @@ and sites named FR, FL, RR, RL and a geom named ``floor``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -59,6 +60,8 @@ class Go1VelocityConfig(TaskConfig):
     control_dt: float = 0.02                        # policy period, seconds
     max_episode_steps: int = 1000                   # episode length limit, control steps
     action_scale: float = 0.5                      # rad of joint target per unit action (Playground's)
+    kp: float | None = 35.0                        # N m/rad: the leg servos' stiffness (Playground's Kp), written into the model; None: the model's own
+    kd: float | None = 0.5                         # N m s/rad: the leg servos' damping (Playground's Kd), in the actuators; None: the model's own
     command_vx: tuple[float, float] = (-1.0, 1.0)  # m/s, body frame: (low, high) of the forward command
     command_vy: tuple[float, float] = (-0.5, 0.5)  # m/s: (low, high) of the sideways command
     command_yaw_rate: tuple[float, float] = (-1.0, 1.0)  # rad/s: (low, high) of the turn command
@@ -71,10 +74,11 @@ class Go1VelocityConfig(TaskConfig):
     rewards: Go1RewardWeights = field(default_factory=Go1RewardWeights)
     randomization: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "mass:trunk": (0.8, 1.3), "com_x:trunk": (-0.03, 0.03), "friction:floor": (0.5, 1.6),
-        "kp": (0.8, 1.2), "damping": (0.7, 1.3), "obs_noise": (0.0, 1.0),
+        "kp": (0.8, 1.2), "kd": (0.7, 1.3), "obs_noise": (0.0, 1.0),
         "latency": (0.0, 1.0), "obs_latency": (0.0, 1.0)})
     range_fields: ClassVar[tuple[str, ...]] = ("command_vx", "command_vy", "command_yaw_rate",
                                                "command_resample_s")
+    before_added: ClassVar[dict[str, Any]] = {"kp": None, "kd": None}  # older checkpoints: the model's gains
 
     def validate(self) -> None:
         super().validate()
@@ -82,6 +86,8 @@ class Go1VelocityConfig(TaskConfig):
                 f"must be >= 0 seconds, got {self.command_resample_s}")
         require(0.0 <= self.zero_command_prob <= 1.0, "zero_command_prob",
                 f"must be in [0, 1], got {self.zero_command_prob}")
+        require(self.kp is None or self.kp > 0, "kp", f"must be > 0 (N m/rad) or None, got {self.kp}")
+        require(self.kd is None or self.kd >= 0, "kd", f"must be >= 0 (N m s/rad) or None, got {self.kd}")
 
 
 @register_task
@@ -92,7 +98,7 @@ class Go1Velocity(Task):
     gym_id = "simrl/Go1Velocity-v0"
     array_generic = True
     heldout_randomization = {"mass:trunk": (0.7, 1.5), "friction:floor": (0.3, 2.0), "kp": (0.7, 1.3),
-                             "damping": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 2),
+                             "kd": (0.5, 1.5), "gain": (0.8, 1.2), "latency": (0, 2),
                              "obs_latency": (0, 2), "obs_noise": (0.0, 1.5)}
     command_axes: ClassVar[tuple[str, ...]] = ("vx", "vy", "yaw_rate")  # metrics AXIS_error: tracking per axis
     # rsl_rl's legged-robot settings, with fewer worlds and a smaller MLP: a CPU simulator and
@@ -159,6 +165,12 @@ class Go1Velocity(Task):
             raise ValueError(f"{self.name}: the model must be a Go1 layout (free base, 12 joints "
                              f"{', '.join(JOINTS)} and 12 actuators in that order); missing {missing}, "
                              f"nq={model.nq}, nu={model.nu}")
+
+    def build_model(self) -> mujoco.MjModel:
+        """The model with the task's servo gains (:meth:`set_servo_gains`)."""
+        model = super().build_model()
+        set_servo_gains(model, self.cfg.kp, self.cfg.kd, self.name)
+        return model
 
     @property
     def observation_names(self) -> list[str]:
@@ -270,3 +282,26 @@ class Go1Velocity(Task):
         xp = namespace(ep_return)
         mean_error = metric_sums["lin_vel_error"] / xp.clip(xp.astype(ep_length, ep_return.dtype), 1, None)
         return ~terminated & (mean_error < self.cfg.success_tracking_error)
+
+
+def set_servo_gains(model: mujoco.MjModel, kp: float | None, kd: float | None, where: str) -> None:
+    """Writes the leg servos' PD gains into ``model``, as MuJoCo Playground does for its Go1
+    tasks: the gains are the policy's (a deploy sends them to the robot's motor drivers), not the
+    MJCF's. ``kp`` becomes every actuator's stiffness. ``kd`` becomes its velocity gain, and the
+    leg joints' own damping is zeroed: Menagerie's Go1 (kp 100, damping 1-2) and Playground's
+    (kp 35, damping 0.5) both model the servo's D term as joint damping. ``None`` keeps the
+    model's own."""
+    servo = ((model.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
+             & (model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+             & np.isclose(model.actuator_biasprm[:, 1], -model.actuator_gainprm[:, 0]))
+    if (kp is not None or kd is not None) and not servo.all():
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or str(i) for i in np.flatnonzero(~servo)]
+        raise ValueError(f"{where}: actuators {', '.join(names)} are not position servos (MJCF <position>); "
+                         f"the task's kp/kd need them, or set --task.kp None --task.kd None to keep the model's")
+    if kp is not None:
+        model.actuator_gainprm[:, 0] = kp
+        model.actuator_biasprm[:, 1] = -kp
+    if kd is not None:
+        model.actuator_biasprm[:, 2] = -kd
+        dofs = model.jnt_dofadr[[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]]
+        model.dof_damping[dofs] = 0.0

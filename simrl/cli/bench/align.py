@@ -3,7 +3,7 @@ and how much robot time does it need?
 
 On ``--task`` with a sim-to-sim proxy whose perturbation is outside the training
 randomization (per task, :data:`SETUPS`; hopper: motors at 60 % strength, its DR randomizes
-masses and friction only; go1-velocity: weaker motors, a heavier trunk, more joint damping, a
+masses and friction only; go1-velocity: weaker motors, a heavier trunk, more servo damping, a
 slipperier floor and two control steps of latency, each past its DR range): one PPO
 policy is trained on the nominal simulator (a sweep trial), or ``--checkpoint`` is taken as it is
 (a go1 tracker takes an hour to train), then for each seed and each log length
@@ -82,11 +82,11 @@ class TaskSetup:
 
 SETUPS = {
     "hopper": TaskSetup({"params": {"gain": 0.6}}, "gain,mass:torso,friction"),
-    # training DR: mass:trunk 0.8-1.3, friction:floor 0.5-1.6, kp 0.8-1.2, damping 0.7-1.3,
+    # training DR: mass:trunk 0.8-1.3, friction:floor 0.5-1.6, kp 0.8-1.2, kd 0.7-1.3,
     # latency 0-1 control steps (0-20 ms)
     "go1-velocity": TaskSetup(
-        {"params": {"gain": 0.75, "mass:trunk": 1.4, "damping": 2.0, "friction:floor": 0.4}, "latency": 0.04},
-        "gain,mass:trunk,damping,friction:floor,latency",
+        {"params": {"gain": 0.75, "mass:trunk": 1.4, "kd": 2.0, "friction:floor": 0.4}, "latency": 0.04},
+        "gain,mass:trunk,kd,friction:floor,latency",
         (Quantity("lin_vel_error", "linear-velocity tracking error on the proxy (m/s)", "lower"),
          Quantity("yaw_rate_error", "yaw-rate tracking error on the proxy (rad/s)", "lower"),
          Quantity("fall_rate", "falls on the proxy (share of episodes)", "lower"))),

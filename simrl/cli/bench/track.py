@@ -4,8 +4,9 @@ Trains ``go1-velocity`` with its default settings and uniform randomization (``s
 --task go1-velocity --dr uniform --steps S --checkpoint-every C --out OUT``, the training
 command itself; a run already in OUT is continued with ``--resume``, a finished one only
 scored), or takes an existing run (``--run DIR``, no training: e.g. a privileged teacher of
-``simrl distill teacher``), and scores EVERY complete
-checkpoint in step order with ``simrl eval``'s episodes (:func:`simrl.evaluate.run_episodes`):
+``simrl distill teacher``), and scores EVERY complete checkpoint in step order (rows of an
+earlier result JSON with the same scoring options are kept, so scoring a run again while it
+trains costs only its new checkpoints) with ``simrl eval``'s episodes (:func:`simrl.evaluate.run_episodes`):
 ``--episodes`` episodes of the full length (1000 steps, 20 s) under the task's default
 randomization (``--dr uniform``), commands drawn again during the episode as in training. Per
 checkpoint: the mean linear-velocity error (|v_xy - command|, m/s) and yaw-rate error (rad/s),
@@ -201,6 +202,30 @@ def score(path: Path, steps: int, config: Config, model: str | None) -> dict[str
     return row
 
 
+def earlier_rows(path: Path, config: Config) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows of an earlier ``track.json`` at ``path`` scored with the same options (episodes,
+    episode length, seed, randomization), by (checkpoint, scene): scoring a run again while it
+    trains scores only its new checkpoints. A checkpoint rewritten since (``final``) is scored
+    again."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+        same = all(old["options"][k] == getattr(config, k) for k in ("episodes", "episode_steps", "eval_seed", "dr"))
+        rows = old["checkpoints"] + old["full_model_checkpoints"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a simrl bench track result ({exc}); move it or pass --json") from None
+    if not same:
+        return {}
+    return {(r["checkpoint"], r["scene"]): {**r, "passes": passes(r, config)} for r in rows
+            if Path(r["checkpoint"]).is_dir() and r["train_wall_time_s"] == _wall_time(Path(r["checkpoint"]))}
+
+
+def _wall_time(path: Path) -> float | None:
+    from policies import load_spec
+    return load_spec(path)["training"].get("wall_time_s")
+
+
 def passes(row: dict[str, Any], config: Config) -> bool:
     """Issue 14's criterion on one row's means."""
     return bool(row["lin_vel_error"]["mean"] < config.lin_vel_error
@@ -226,20 +251,23 @@ def run(config: Config) -> int:
     run_dir = Path(config.run) if config.run else train(config)
     train_s = None if config.run else round(time.perf_counter() - t0, 1)
     how = settings(run_dir)
+    json_path = Path(config.json or run_dir / "track.json")
+    scored = earlier_rows(json_path, config)
     found, skipped = checkpoints(run_dir)
     for note in skipped:
         print(f"skipped incomplete checkpoint {note}")
-    rows = []
-    for steps, path in found:
-        rows.append(score(path, steps, config, None))
-        print(_line(rows[-1]), flush=True)
+
+    def row(steps: int, path: Path, model: str | None) -> dict[str, Any]:
+        r = scored.get((str(path), model or TRAIN_SCENE)) or score(path, steps, config, model)
+        print(_line(r), flush=True)
+        return r
+
+    rows = [row(steps, path, None) for steps, path in found]
     full: list[dict[str, Any]] = []
     if config.full_model:
         first = next((i for i, r in enumerate(rows) if r["passes"]), None)
         chosen = range(len(found)) if config.full_every else sorted({len(found) - 1, *([first] if first is not None else [])})
-        for i in chosen:
-            full.append(score(found[i][1], found[i][0], config, config.full_model))
-            print(_line(full[-1]), flush=True)
+        full = [row(found[i][0], found[i][1], config.full_model) for i in chosen]
     result = {
         "what": "issue 14's tracking benchmark: steps and training time of go1-velocity (simrl train "
                 "--task go1-velocity --dr uniform) to a policy with mean lin-vel error, yaw-rate error "
@@ -257,7 +285,6 @@ def run(config: Config) -> int:
                           **({config.full_model: first_passing(full)} if config.full_model else {})},
         "options": asdict(config),
     }
-    json_path = Path(config.json or run_dir / "track.json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
     png = json_path.with_suffix(".png")
