@@ -201,12 +201,19 @@ def run_robot_server(argv: list[str]) -> int:
         return _serve_unitree(args, cfg)
     key = load_key(args.key_file) if args.key_file else None
     sock = bind_server(args.host, args.port)  # a port in use or a foreign address: one line
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _stop_on_signals()
     port = sock.getsockname()[1]
     auth = "HMAC-SHA256 with " + args.key_file if key else "no link key"
     print(f"robot server: {cfg.name} on udp://{args.host}:{port}, {auth} (Ctrl-C to stop)", flush=True)
     serve_udp(cfg, command_timeout=args.command_timeout, rt_priority=args.rt_priority, key=key, sock=sock)
     return 0
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server cleanly, also when it was started in the
+    background by a shell script, whose background jobs inherit SIGINT ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
 
 
 def _serve_unitree(args: RobotServerArgs, cfg) -> int:
@@ -218,7 +225,7 @@ def _serve_unitree(args: RobotServerArgs, cfg) -> int:
     dds_config(args.interface)  # a bad interface name: one line
     family = MotorMap.from_model(task_from_spec({"task": cfg.task, "task_config": cfg.task_config},
                                                 cfg.model).model, args.robot).family.name
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _stop_on_signals()
     print(f"robot server: {cfg.name} as a Unitree SDK 2 robot ({family}) on "
           f"unitree://{args.interface}?domain={args.domain} (rt/lowstate, rt/lowcmd; Ctrl-C to stop)",
           flush=True)
