@@ -10,6 +10,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from envs.assets import position_servos
+
 
 @dataclass
 class Actuators:
@@ -35,9 +37,7 @@ class Actuators:
         m, nu = model, model.nu
         kp = m.actuator_gainprm[:, 0].copy()
         kd = -m.actuator_biasprm[:, 2].copy()
-        servo = ((m.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
-                 & (m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
-                 & np.isclose(m.actuator_biasprm[:, 1], -kp) & (kp > 0))
+        servo = position_servos(m)
         if pd_gains is not None:
             n = len(pd_gains["kp"])
             kp[:n], kd[:n] = pd_gains["kp"], pd_gains["kd"]

@@ -123,3 +123,12 @@ def load_model(name_or_path: str, strip_visual: bool = True,
         if not same:  # inertia came from visual geoms: keep them
             model = full
     return model
+
+
+def position_servos(model: mujoco.MjModel) -> np.ndarray:
+    """Per actuator: whether it is a position servo (MJCF ``<position>``: fixed gain kp, affine
+    bias -kp q - kd qdot) with kp > 0."""
+    kp = model.actuator_gainprm[:, 0]
+    return ((model.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
+            & (model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+            & np.isclose(model.actuator_biasprm[:, 1], -kp) & (kp > 0))

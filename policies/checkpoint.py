@@ -49,13 +49,10 @@ def action_spec(task: Any) -> dict[str, Any]:
 def pd_gains(task: Any) -> dict[str, list[float]] | None:
     """Stiffness and damping of position actuators (MuJoCo ``<position kp kv>``), or None when
     the task's actuators are not all position servos."""
-    import mujoco
+    from envs.assets import position_servos
     m, n = task.model, task.action_size
-    fixed, affine = int(mujoco.mjtGain.mjGAIN_FIXED), int(mujoco.mjtBias.mjBIAS_AFFINE)
     kp = m.actuator_gainprm[:n, 0]
-    servo = ((m.actuator_gaintype[:n] == fixed) & (m.actuator_biastype[:n] == affine)
-             & np.isclose(m.actuator_biasprm[:n, 1], -kp) & (kp > 0))
-    if not servo.all():
+    if not position_servos(m)[:n].all():
         return None
     return {"kp": kp.tolist(), "kd": (0.0 - m.actuator_biasprm[:n, 2]).tolist()}
 

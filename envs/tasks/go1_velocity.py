@@ -27,6 +27,7 @@ import numpy as np
 from simrl.core.arrays import device, like, namespace
 from simrl.core.config import require
 from simrl.core.robot_state import RobotState, projected_gravity, quat_rotate_inverse, yaw_quat
+from envs.assets import position_servos
 from envs.tasks.base import ResetState, Task, TaskConfig, register_task
 
 LEGS = ("FR", "FL", "RR", "RL")
@@ -291,9 +292,7 @@ def set_servo_gains(model: mujoco.MjModel, kp: float | None, kd: float | None, w
     leg joints' own damping is zeroed: Menagerie's Go1 (kp 100, damping 1-2) and Playground's
     (kp 35, damping 0.5) both model the servo's D term as joint damping. ``None`` keeps the
     model's own."""
-    servo = ((model.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED)
-             & (model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
-             & np.isclose(model.actuator_biasprm[:, 1], -model.actuator_gainprm[:, 0]))
+    servo = position_servos(model)
     if (kp is not None or kd is not None) and not servo.all():
         names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or str(i) for i in np.flatnonzero(~servo)]
         raise ValueError(f"{where}: actuators {', '.join(names)} are not position servos (MJCF <position>); "
