@@ -58,3 +58,18 @@ def test_every_method_is_scored_by_tracking_error_on_the_go1_proxy(go1_checkpoin
         (run,) = report["runs"][method]["3"]
         assert run["heldout_error_before"] > 0 and run["heldout_error_after"] > 0
     assert (out / "align_bench.png").stat().st_size > 1000
+
+
+def test_methods_picks_the_rows_and_an_unknown_one_is_named(go1_checkpoint, tmp_path, capsys):
+    out = tmp_path / "bench"
+    common = ["bench", "align", "--checkpoint", str(go1_checkpoint), "--no-small", "--seeds", "1",
+              "--log-seconds", "1", "--episodes", "1", "--out", str(out)]
+    assert main([*common, "--methods", "dr", "sysdi"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--methods dr,sysdi: unknown ['sysdi']" in err[0]
+    assert main([*common, "--methods", "dr", "delta-dynamics", "--report-only"]) == 0
+    report = json.loads((out / "align_bench.json").read_text())
+    assert set(report["table"]) == {"original", "dr", "delta-dynamics"}
+    assert report["table"]["original"]["1"]["n"] == 1 and report["table"]["dr"]["1"]["n"] == 0
+    assert [m.split(":")[0] for m in report["missing_trials"]] == [
+        "method=dr,log_seconds=0,seed=0", "method=delta-dynamics,log_seconds=1,seed=0"]

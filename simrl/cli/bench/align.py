@@ -18,7 +18,7 @@ trial (:mod:`simrl.sweep`, Ray; a finished trial is never rerun):
   simulator steps per robot step (``--vgdf-updates`` SAC updates per simulator step; the
   dynamics ensemble refitted every log length of simulator steps).
 
-Every fine-tuning gets the same env steps (``--finetune-steps``). Each policy is scored on the
+``--methods`` picks some of them. Every fine-tuning gets the same env steps (``--finetune-steps``). Each policy is scored on the
 proxy (``--episodes`` episodes, :func:`simrl.align.finetune.proxy_return`) by the task's
 quantities, the first being the score: hopper the mean return (higher is better); go1-velocity
 the mean linear-velocity tracking error over its random commands (m/s, lower is better), with
@@ -102,6 +102,7 @@ class Config:
     checkpoint: str = ""                 # the original policy (a simrl PPO checkpoint); empty: train one on the nominal task
     proxy: str = ""                      # perturbation file of the proxy robot (default: the task's, see SETUPS)
     small: bool = True                   # the ~15-minute configuration (overrides the budgets below)
+    methods: tuple[str, ...] = METHODS[1:]  # the methods run (``original`` is always scored)
     seeds: int = 3                       # seeds per method and log length
     log_seconds: tuple[float, ...] = (10.0, 60.0, 300.0)  # robot time recorded for the methods
     train_steps: int = 1_000_000         # env steps of the original policy (without --checkpoint)
@@ -220,6 +221,11 @@ def run(args: Config) -> int:
 
     t0 = time.perf_counter()
     cfg = args.resolved()
+    unknown = [m for m in cfg.methods if m not in METHODS[1:]]
+    if unknown or not cfg.methods:
+        raise ValueError(f"--methods {','.join(cfg.methods)}: "
+                         + (f"unknown {unknown}; " if unknown else "none given; ")
+                         + f"choose from {', '.join(METHODS[1:])}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     resources = Resources(cfg.cpus_per_trial, 0.0, cfg.address or None)
@@ -237,10 +243,11 @@ def run(args: Config) -> int:
     logs = {f"{s}-{seed}": record_logs(ckpt, proxy, task, s, seed, out / "logs" / f"{s:g}s-seed{seed}")
             for s in cfg.log_seconds for seed in range(cfg.seeds)}
     # 3. every method as a sweep trial
-    options = [{"method": "dr", "seed": seed, "log_seconds": 0.0} for seed in range(cfg.seeds)]
+    options = [{"method": "dr", "seed": seed, "log_seconds": 0.0}
+               for seed in range(cfg.seeds) if "dr" in cfg.methods]
     options += [{"method": m, "seed": seed, "log_seconds": s,
                  **({"vgdf_updates": cfg.vgdf_updates} if m == "vgdf" else {})}
-                for s in cfg.log_seconds for m in METHODS[2:] for seed in range(cfg.seeds)]
+                for s in cfg.log_seconds for m in METHODS[2:] if m in cfg.methods for seed in range(cfg.seeds)]
     context = {"checkpoint": str(ckpt), "proxy": proxy.to_dict(), "logs": logs, "quantities": quantities, **{
         k: getattr(cfg, k) for k in ("finetune_steps", "delta_steps", "sysid_params", "sysid_budget",
                                      "windows", "episodes", "base_state")}}
@@ -256,7 +263,8 @@ def run(args: Config) -> int:
     for seed in range(cfg.seeds):
         r = proxy_return(ckpt, proxy, cfg.episodes, seed=20_000 + seed)
         original.append({"seed": seed, "proxy_return": r["mean_return"], "proxy": {q.key: q.of(r) for q in quantities}})
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in METHODS}
+    shown = ("original", *(m for m in METHODS[1:] if m in cfg.methods))
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in shown}
     for t, s in zip(trials, states):
         if s.get("status") != "done":
             continue
@@ -287,7 +295,7 @@ def run(args: Config) -> int:
         "note": ("shared 2-core machine: wall times are noisy" if (os.cpu_count() or 0) <= 2 else ""),
     }
     (out / "align_bench.json").write_text(json.dumps(report, indent=2))
-    _plot(tables, quantities, cfg.log_seconds, out / "align_bench.png")
+    _plot(tables, quantities, cfg.log_seconds, shown, out / "align_bench.png")
     print(f"\n{cfg.task}, proxy {proxy.to_dict()['params']}"
           + (f", latency {proxy.latency:g} s" if proxy.latency else "")
           + f", {cfg.seeds} seeds, fine-tuning {cfg.finetune_steps:,} steps (mean +- std over seeds):")
@@ -295,7 +303,7 @@ def run(args: Config) -> int:
         table = tables[q.key]
         print(f"  {q.label} ({q.better} is better)")
         print(f"  {'method':15s}" + "".join(f"{f'{s:g} s of logs':>22s}" for s in cfg.log_seconds))
-        for m in METHODS:
+        for m in shown:
             print(f"  {m:15s}" + "".join(f"{table[m][f'{s:g}']['mean']:14.4g} +- {table[m][f'{s:g}']['std']:5.3g}"
                                          f" ({table[m][f'{s:g}']['n']})" for s in cfg.log_seconds))
     print(f"results: {out / 'align_bench.json'}, {out / 'align_bench.png'}")
@@ -320,7 +328,8 @@ def _table(runs: dict[str, dict[str, list[dict[str, Any]]]], q: Quantity, length
     return out
 
 
-def _plot(tables: dict[str, Any], quantities: tuple[Quantity, ...], lengths: tuple[float, ...], path: Path) -> None:
+def _plot(tables: dict[str, Any], quantities: tuple[Quantity, ...], lengths: tuple[float, ...],
+          methods: tuple[str, ...], path: Path) -> None:
     """One panel per quantity: each method's mean +- std against the log length."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -328,7 +337,7 @@ def _plot(tables: dict[str, Any], quantities: tuple[Quantity, ...], lengths: tup
     fig = Figure(figsize=(7 * len(quantities), 4), constrained_layout=True)
     FigureCanvasAgg(fig)
     for ax, q in zip(np.atleast_1d(fig.subplots(1, len(quantities))), quantities):
-        for m in METHODS:
+        for m in methods:
             means = [tables[q.key][m][f"{s:g}"]["mean"] for s in lengths]
             stds = [tables[q.key][m][f"{s:g}"]["std"] for s in lengths]
             ax.errorbar(lengths, means, yerr=stds, marker="o", capsize=4, label=m)
