@@ -18,9 +18,9 @@ trial (:mod:`simrl.sweep`, Ray; a finished trial is never rerun):
   simulator steps per robot step (``--vgdf-updates`` SAC updates per simulator step; the
   dynamics ensemble refitted every log length of simulator steps).
 
-``--methods`` picks some of them. Every fine-tuning gets the same env steps (``--finetune-steps``). Each policy is scored on the
-proxy (``--episodes`` episodes, :func:`simrl.align.finetune.proxy_return`) by the task's
-quantities, the first being the score: hopper the mean return (higher is better); go1-velocity
+``--methods`` picks some of them. Every fine-tuning gets the same env steps
+(``--finetune-steps``). Each policy is scored on the proxy (``--episodes`` episodes,
+:func:`simrl.align.finetune.proxy_return`) by the task's quantities, the first being the score: hopper the mean return (higher is better); go1-velocity
 the mean linear-velocity tracking error over its random commands (m/s, lower is better), with
 the yaw-rate error and the share of episodes that end in a fall. ``original`` is the policy
 before any of it. On a floating base the window starts take the logged base position and
@@ -48,6 +48,7 @@ from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources, make_trials, run_trials, write_table
 
 METHODS = ("original", "dr", "sysid", "delta-action", "delta-dynamics", "vgdf")
+RUNNABLE = METHODS[1:]                   # what --methods picks from (``original`` is always scored)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Config:
     checkpoint: str = ""                 # the original policy (a simrl PPO checkpoint); empty: train one on the nominal task
     proxy: str = ""                      # perturbation file of the proxy robot (default: the task's, see SETUPS)
     small: bool = True                   # the ~15-minute configuration (overrides the budgets below)
-    methods: tuple[str, ...] = METHODS[1:]  # the methods run (``original`` is always scored)
+    methods: tuple[str, ...] = RUNNABLE  # the methods run (``original`` is always scored)
     seeds: int = 3                       # seeds per method and log length
     log_seconds: tuple[float, ...] = (10.0, 60.0, 300.0)  # robot time recorded for the methods
     train_steps: int = 1_000_000         # env steps of the original policy (without --checkpoint)
@@ -221,11 +222,11 @@ def run(args: Config) -> int:
 
     t0 = time.perf_counter()
     cfg = args.resolved()
-    unknown = [m for m in cfg.methods if m not in METHODS[1:]]
+    unknown = [m for m in cfg.methods if m not in RUNNABLE]
     if unknown or not cfg.methods:
         raise ValueError(f"--methods {','.join(cfg.methods)}: "
                          + (f"unknown {unknown}; " if unknown else "none given; ")
-                         + f"choose from {', '.join(METHODS[1:])}")
+                         + f"choose from {', '.join(RUNNABLE)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     resources = Resources(cfg.cpus_per_trial, 0.0, cfg.address or None)
@@ -263,7 +264,7 @@ def run(args: Config) -> int:
     for seed in range(cfg.seeds):
         r = proxy_return(ckpt, proxy, cfg.episodes, seed=20_000 + seed)
         original.append({"seed": seed, "proxy_return": r["mean_return"], "proxy": {q.key: q.of(r) for q in quantities}})
-    shown = ("original", *(m for m in METHODS[1:] if m in cfg.methods))
+    shown = ("original", *(m for m in RUNNABLE if m in cfg.methods))
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in shown}
     for t, s in zip(trials, states):
         if s.get("status") != "done":
