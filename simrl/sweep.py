@@ -372,9 +372,8 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                         states[t.trial_id] = {"trial_id": t.trial_id, "options": t.options,
                                               "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
                         write_state(t.directory, states[t.trial_id])
-                    bar.update(1)
-                counts = count_statuses(trials)
-                bar.set_postfix(counts, refresh=True)
+                bar.set_postfix(count_statuses(trials), refresh=False)  # before update: its line shows it
+                bar.update(len(ready))
     except KeyboardInterrupt:
         if todo:
             for ref in futures:

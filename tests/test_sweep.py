@@ -137,6 +137,7 @@ def test_sweep_on_local_ray_runs_each_trial_once_and_resumes_the_unfinished(tmp_
     dirs = [Path(r["directory"]) for r in rows]
     assert all((d / "tb").is_dir() and d.parent.parent == out for d in dirs)
     assert all(len(_runs(d)) == 1 for d in dirs)
+    assert all("ppo hopper: 512/512 step" in (d / "train.log").read_text() for d in dirs)  # progress lines
     # the second trial is interrupted after its checkpoint at step 256: only it runs again,
     # resuming from that checkpoint
     import shutil

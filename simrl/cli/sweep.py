@@ -136,7 +136,7 @@ def train_trial(trial: Trial, context: dict[str, Any]) -> dict[str, Any]:
     last complete checkpoint when the directory holds an interrupted run), then ``simrl eval``
     of ``final/`` when ``context["eval_episodes"]``; returns the final checkpoint's path."""
     d = trial.directory
-    extra = ["--progress", "false"]
+    extra: list[str] = []   # the progress display writes a plain line every 10 s into train.log
     if "threads" not in trial.options:
         extra += ["--threads", str(max(1, int(context.get("cpus_per_trial", 1))))]
     if "device" not in trial.options and not context.get("gpus_per_trial"):
