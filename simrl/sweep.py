@@ -386,6 +386,39 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
     return [states[t.trial_id] if t in todo else t.state() for t in trials]
 
 
+def map_on_ray(fn: Callable[..., Any], calls: Sequence[tuple], resources: Resources, desc: str = "",
+               show_progress: bool = True) -> list[Any]:
+    """``[fn(*args) for args in calls]`` as Ray tasks with the trial resources (so no more run at
+    once than the machine or cluster holds), in order; for work that follows a sweep, such as
+    evaluating every trial's checkpoints. Starts a local Ray when none is running (and stops
+    it after). Ctrl-C cancels the running tasks and re-raises."""
+    import ray
+
+    resources.validate()
+    if not calls:
+        return []
+    started = start_ray(resources)
+    bar = progress(len(calls), desc, unit="task", disable=not show_progress)
+    refs: list[Any] = []
+    try:
+        remote = ray.remote(fn).options(num_cpus=resources.cpus_per_trial,
+                                        num_gpus=resources.gpus_per_trial, max_retries=0)
+        refs = [remote.remote(*args) for args in calls]
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            bar.update(len(ready))
+        return ray.get(refs)
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
 def count_statuses(trials: Sequence[Trial]) -> dict[str, int]:
     """Trials per status (``pending``, ``running``, ``done``, ``failed``) from ``trial.json``."""
     counts = {s: 0 for s in STATUSES}

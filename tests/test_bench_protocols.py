@@ -114,7 +114,7 @@ def ray_local():
 
 
 @pytest.mark.slow
-def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local):
+def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
     out, js = tmp_path / "paper", tmp_path / "paper.json"
     assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
                  "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
@@ -127,6 +127,21 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local):
         assert [c[0] for c in run["curve"]] == [512, 1024] and all(0 <= c[1] <= 1 for c in run["curve"])
     assert report["methods"]["doraemon"]["runs"][0]["distribution"]["names"][-1] == "friction"
     assert (out / "dr_paper.png").stat().st_size > 1000
+    # the target curves were computed on Ray and cached: a rerun neither trains nor evaluates
+    from simrl.cli.bench.dr_paper import curve_cached
+    assert all(curve_cached(Path(m["runs"][0]["directory"]), 2) for m in report["methods"].values())
+    capsys.readouterr()
+    assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
+                 "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
+                 "--arms", "none,uniform,doraemon"]) == 0
+    assert "target evaluation of" not in capsys.readouterr().out
+
+
+def test_map_on_ray_returns_the_results_in_order(ray_local):
+    from simrl.sweep import Resources, map_on_ray
+    calls = [([i] * i,) for i in range(5)]
+    assert map_on_ray(json.dumps, calls, Resources(), show_progress=False) == [json.dumps(*c) for c in calls]
+    assert map_on_ray(json.dumps, [], Resources()) == []
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ import numpy as np
 
 from simrl.cli.bench import machine as bench_machine
 from simrl.cli.sweep import sweep_trials
-from simrl.sweep import Resources
+from simrl.sweep import Resources, map_on_ray
 
 ARMS = ("none", "uniform", "doraemon", "sac-doraemon")
 CODE = "github.com/gabrieletiboni/doraemon"
@@ -194,7 +194,7 @@ def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, epis
     task = make_task(protocol.task, max_episode_steps=protocol.episode_steps,
                      success_return=protocol.success_return)
     ranges = {k: tuple(v) for k, v in json.loads(ranges_file.read_text()).items()}
-    checkpoints = sorted((run_dir / "checkpoints").glob("step_*")) + [run_dir / "final"]
+    checkpoints = run_checkpoints(run_dir)
     curve = []
     for ckpt in checkpoints:
         key = f"{ckpt.name}:{episodes}"
@@ -207,6 +207,18 @@ def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, epis
             cache_file.write_text(json.dumps(cache, indent=1))
         curve.append(tuple(cache[key]))
     return sorted(set(curve))
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoints in step order, ``final`` last."""
+    return sorted((run_dir / "checkpoints").glob("step_*")) + [run_dir / "final"]
+
+
+def curve_cached(run_dir: Path, episodes: int) -> bool:
+    """Whether every checkpoint of the run already has its target score in the cache."""
+    cache_file = run_dir / "target_curve.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    return all(f"{c.name}:{episodes}" in cache for c in run_checkpoints(run_dir))
 
 
 def final_distribution(run_dir: Path) -> dict[str, Any] | None:
@@ -239,11 +251,17 @@ def run_paper(args: Any) -> int:
           f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}; --algo {budget.algo})", flush=True)
     machine = {**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
+    resources = Resources(args.cpus_per_trial, 0.0, args.address or None)
     trials, rows = sweep_trials([trial_options(m, s, ranges_file, protocol, budget) for m, s in pairs],
-                                ["algo", "dr", "seed"], out, Resources(args.cpus_per_trial, 0.0, args.address or None))
+                                ["algo", "dr", "seed"], out, resources)
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
         raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: {failed[0]['error']}")
+    calls = [(t.directory, ranges_file, protocol, budget.target_episodes, seed) for (_, seed), t in zip(pairs, trials)]
+    todo = [c for c in calls if not curve_cached(c[0], budget.target_episodes)]
+    if todo:   # every run's checkpoints on the target, the runs in parallel on the sweep's Ray
+        print(f"target evaluation of {len(todo)} runs ({budget.target_episodes} episodes per checkpoint)", flush=True)
+        map_on_ray(target_curve, todo, resources, "target evaluation")
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for (method, seed), trial in zip(pairs, trials):
         curve = target_curve(trial.directory, ranges_file, protocol, budget.target_episodes, seed)
