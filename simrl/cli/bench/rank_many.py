@@ -185,7 +185,7 @@ def run_task(task: str, args: Any, spec: ManySpec, root: Path, cfg: Any = None) 
             metrics = ranking.evaluate(truth)
             per_proxy.append(metrics)
             truths.append(truth.tolist())
-            print(f"{task} proxy {i}: true return {truth.min():.0f}..{truth.max():.0f}; Spearman "
+            print(f"{task} proxy {i}: true return {truth.min():.3g}..{truth.max():.3g}; Spearman "
                   + ", ".join(f"{m} {v['spearman']:.2f}" for m, v in metrics.items()), flush=True)
     summary = summarize(per_proxy)
     best = max(summary, key=lambda m: summary[m]["spearman"]["mean"])
