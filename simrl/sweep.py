@@ -35,9 +35,10 @@ import socket
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -336,6 +337,27 @@ def start_ray(resources: Resources) -> bool:
     return True
 
 
+@contextmanager
+def _ray_batch(resources: Resources, bar: Any, start: bool = True) -> Iterator[list[Any]]:
+    """A batch of Ray tasks: starts a local Ray when ``start`` and none is running, yields the
+    list the caller puts its task refs in; Ctrl-C cancels those tasks and re-raises; closes
+    ``bar`` and stops the Ray it started."""
+    import ray
+
+    started = start_ray(resources) if start else False
+    refs: list[Any] = []
+    try:
+        yield refs
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
 def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                context: dict[str, Any] | None = None, show_progress: bool = True,
                interval_s: float = 5.0) -> list[dict[str, Any]]:
@@ -348,10 +370,9 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
     resources.validate()
     todo = [t for t in trials if not t.done]
     states: dict[str, dict[str, Any]] = {t.trial_id: t.state() for t in trials}
-    started = start_ray(resources) if todo else False
     bar = progress(len(trials), "sweep", unit="trial", initial=len(trials) - len(todo),
                    disable=not show_progress, interval_s=interval_s)
-    try:
+    with _ray_batch(resources, bar, start=bool(todo)) as refs:
         if todo:
             remote = ray.remote(_execute).options(num_cpus=resources.cpus_per_trial,
                                                   num_gpus=resources.gpus_per_trial, max_retries=0)
@@ -361,6 +382,7 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                                           "trial_id": t.trial_id, "options": t.options,
                                           "status": "pending"})
             futures = {remote.remote(fn_ref, t, dict(context or {})): t for t in todo}
+            refs.extend(futures)
             pending = list(futures)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
@@ -374,15 +396,6 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                         write_state(t.directory, states[t.trial_id])
                 bar.set_postfix(count_statuses(trials), refresh=False)  # before update: its line shows it
                 bar.update(len(ready))
-    except KeyboardInterrupt:
-        if todo:
-            for ref in futures:
-                ray.cancel(ref, force=True)
-        raise
-    finally:
-        bar.close()
-        if started:
-            ray.shutdown()
     return [states[t.trial_id] if t in todo else t.state() for t in trials]
 
 
@@ -397,26 +410,16 @@ def map_on_ray(fn: Callable[..., Any], calls: Sequence[tuple], resources: Resour
     resources.validate()
     if not calls:
         return []
-    started = start_ray(resources)
     bar = progress(len(calls), desc, unit="task", disable=not show_progress)
-    refs: list[Any] = []
-    try:
+    with _ray_batch(resources, bar) as refs:
         remote = ray.remote(fn).options(num_cpus=resources.cpus_per_trial,
                                         num_gpus=resources.gpus_per_trial, max_retries=0)
-        refs = [remote.remote(*args) for args in calls]
+        refs.extend(remote.remote(*args) for args in calls)
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
             bar.update(len(ready))
         return ray.get(refs)
-    except KeyboardInterrupt:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        raise
-    finally:
-        bar.close()
-        if started:
-            ray.shutdown()
 
 
 def count_statuses(trials: Sequence[Trial]) -> dict[str, int]:
