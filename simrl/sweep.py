@@ -360,7 +360,7 @@ def _ray_batch(resources: Resources, bar: Any, start: bool = True) -> Iterator[l
 
 def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                context: dict[str, Any] | None = None, show_progress: bool = True,
-               interval_s: float = 5.0) -> list[dict[str, Any]]:
+               interval_s: float = 30.0) -> list[dict[str, Any]]:
     """Runs every trial that is not done as a Ray task (``fn(trial, context)`` in a worker,
     with ``cpus_per_trial``/``gpus_per_trial``), showing pending/running/done/failed; returns
     each trial's ``trial.json`` in order. Ctrl-C cancels the running tasks (their checkpoints
