@@ -128,8 +128,8 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
     assert report["methods"]["doraemon"]["runs"][0]["distribution"]["names"][-1] == "friction"
     assert (out / "dr_paper.png").stat().st_size > 1000
     # the target curves were computed on Ray and cached: a rerun neither trains nor evaluates
-    from simrl.cli.bench.dr_paper import curve_cached
-    assert all(curve_cached(Path(m["runs"][0]["directory"]), 2) for m in report["methods"].values())
+    from simrl.cli.bench.dr_paper import curve_cache
+    assert all(curve_cache(Path(m["runs"][0]["directory"]), 2)[1] == [] for m in report["methods"].values())
     capsys.readouterr()
     assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
                  "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),

@@ -45,6 +45,7 @@ from simrl.sweep import Resources, map_on_ray
 
 ARMS = ("none", "uniform", "doraemon", "sac-doraemon")
 CODE = "github.com/gabrieletiboni/doraemon"
+CURVE_FILE = "target_curve.json"   # each run's cached target scores
 # The sac-doraemon arm's agent: the paper's SAC inputs and networks (policy/policy.py, adaptive+.yaml
 # of its code; SB3's other SAC defaults, learning_starts 100 as in the SB3 1.x it used).
 PAPER_SAC: dict[str, Any] = {
@@ -183,30 +184,26 @@ def trial_options(method: str, seed: int, ranges_file: Path, protocol: PaperProt
 def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, episodes: int,
                  seed: int) -> list[tuple[int, float, float]]:
     """(env steps, target success, target mean return) of every checkpoint of a run on the
-    uniform target; cached in ``RUN/target_curve.json`` per checkpoint."""
-    import policies
-    from envs.tasks import make_task
-    from policies.wrappers import wrapper_from_spec
-    from simrl.evaluate import run_episodes
+    uniform target; cached in ``RUN/target_curve.json`` per checkpoint (only the missing ones
+    are evaluated)."""
+    cache, missing = curve_cache(run_dir, episodes)
+    if missing:
+        import policies
+        from envs.tasks import make_task
+        from policies.wrappers import wrapper_from_spec
+        from simrl.evaluate import run_episodes
 
-    cache_file = run_dir / "target_curve.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    task = make_task(protocol.task, max_episode_steps=protocol.episode_steps,
-                     success_return=protocol.success_return)
-    ranges = {k: tuple(v) for k, v in json.loads(ranges_file.read_text()).items()}
-    checkpoints = run_checkpoints(run_dir)
-    curve = []
-    for ckpt in checkpoints:
-        key = f"{ckpt.name}:{episodes}"
-        if key not in cache:
+        task = make_task(protocol.task, max_episode_steps=protocol.episode_steps,
+                         success_return=protocol.success_return)
+        ranges = {k: tuple(v) for k, v in json.loads(ranges_file.read_text()).items()}
+        for ckpt in missing:
             steps = int(json.loads((ckpt / "spec.json").read_text())["training"]["steps"])
             policy = policies.load(ckpt)   # a history policy runs in its wrapper
             ep = run_episodes(policy, task, episodes, dr=ranges, seed=50_000 + seed,
                               wrap=wrapper_from_spec(policy.spec))
-            cache[key] = [steps, float(np.mean(ep["success"])), float(np.mean(ep["returns"]))]
-            cache_file.write_text(json.dumps(cache, indent=1))
-        curve.append(tuple(cache[key]))
-    return sorted(set(curve))
+            cache[f"{ckpt.name}:{episodes}"] = [steps, float(np.mean(ep["success"])), float(np.mean(ep["returns"]))]
+            (run_dir / CURVE_FILE).write_text(json.dumps(cache, indent=1))
+    return sorted({tuple(cache[f"{c.name}:{episodes}"]) for c in run_checkpoints(run_dir)})
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
@@ -214,11 +211,12 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step_*")) + [run_dir / "final"]
 
 
-def curve_cached(run_dir: Path, episodes: int) -> bool:
-    """Whether every checkpoint of the run already has its target score in the cache."""
-    cache_file = run_dir / "target_curve.json"
+def curve_cache(run_dir: Path, episodes: int) -> tuple[dict[str, list[float]], list[Path]]:
+    """The run's cached target scores (``CHECKPOINT:EPISODES`` -> steps, success, return) and
+    the checkpoints that still lack one."""
+    cache_file = run_dir / CURVE_FILE
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    return all(f"{c.name}:{episodes}" in cache for c in run_checkpoints(run_dir))
+    return cache, [c for c in run_checkpoints(run_dir) if f"{c.name}:{episodes}" not in cache]
 
 
 def final_distribution(run_dir: Path) -> dict[str, Any] | None:
@@ -258,7 +256,7 @@ def run_paper(args: Any) -> int:
     if failed:
         raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: {failed[0]['error']}")
     calls = [(t.directory, ranges_file, protocol, budget.target_episodes, seed) for (_, seed), t in zip(pairs, trials)]
-    todo = [c for c in calls if not curve_cached(c[0], budget.target_episodes)]
+    todo = [c for c in calls if curve_cache(c[0], budget.target_episodes)[1]]
     if todo:   # every run's checkpoints on the target, the runs in parallel on the sweep's Ray
         print(f"target evaluation of {len(todo)} runs ({budget.target_episodes} episodes per checkpoint)", flush=True)
         map_on_ray(target_curve, todo, resources, "target evaluation")
