@@ -316,6 +316,11 @@ def _execute(fn: TrialFn, trial: Trial, context: dict[str, Any]) -> dict[str, An
     return state
 
 
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``: a Ray task for any callable (a ``functools.partial`` too)."""
+    return fn(*args)
+
+
 def start_ray(resources: Resources) -> bool:
     """Connects to ``resources.address`` or starts a local Ray in this process (no dashboard);
     True when this call started it (then :func:`run_trials` shuts it down)."""
@@ -358,13 +363,31 @@ def _ray_batch(resources: Resources, bar: Any, start: bool = True) -> Iterator[l
             ray.shutdown()
 
 
+def trial_slots(resources: Resources) -> int:
+    """How many trials the connected Ray cluster holds at once with the trial resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 0) // resources.cpus_per_trial)
+    if resources.gpus_per_trial:
+        slots = min(slots, int(total.get("GPU", 0) // resources.gpus_per_trial))
+    return max(1, slots)
+
+
 def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                context: dict[str, Any] | None = None, show_progress: bool = True,
-               interval_s: float = 30.0) -> list[dict[str, Any]]:
+               interval_s: float = 30.0, then: Callable[[Trial], Any] | None = None) -> list[dict[str, Any]]:
     """Runs every trial that is not done as a Ray task (``fn(trial, context)`` in a worker,
     with ``cpus_per_trial``/``gpus_per_trial``), showing pending/running/done/failed; returns
     each trial's ``trial.json`` in order. Ctrl-C cancels the running tasks (their checkpoints
-    stay for the next run) and re-raises."""
+    stay for the next run) and re-raises.
+
+    ``then(trial)`` is follow-up work (evaluating a trial's checkpoints, say) run as a Ray task
+    with the same resources as soon as that trial finishes; follow-ups go before trials not yet
+    started, so results come in while the sweep runs and the cores a sweep's last trials leave
+    idle do them. A failed follow-up is reported on stderr and the sweep goes on (the caller
+    finds its output missing). The driver keeps as many tasks in flight as the cluster holds
+    when the sweep starts (:func:`trial_slots`)."""
     import ray
 
     resources.validate()
@@ -373,29 +396,46 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
     bar = progress(len(trials), "sweep", unit="trial", initial=len(trials) - len(todo),
                    disable=not show_progress, interval_s=interval_s)
     with _ray_batch(resources, bar, start=bool(todo)) as refs:
-        if todo:
-            remote = ray.remote(_execute).options(num_cpus=resources.cpus_per_trial,
-                                                  num_gpus=resources.gpus_per_trial, max_retries=0)
-            fn_ref = ray.put(fn)
-            for t in todo:
-                write_state(t.directory, {**{k: v for k, v in t.state().items() if k != "status"},
-                                          "trial_id": t.trial_id, "options": t.options,
-                                          "status": "pending"})
-            futures = {remote.remote(fn_ref, t, dict(context or {})): t for t in todo}
-            refs.extend(futures)
-            pending = list(futures)
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
-                for ref in ready:
-                    t = futures[ref]
+        if not todo:
+            return [t.state() for t in trials]
+        options = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial, "max_retries": 0}
+        run = ray.remote(_execute).options(**options)
+        follow = ray.remote(_call).options(**options) if then else None
+        fn_ref, then_ref = ray.put(fn), ray.put(then)
+        for t in todo:
+            write_state(t.directory, {**{k: v for k, v in t.state().items() if k != "status"},
+                                      "trial_id": t.trial_id, "options": t.options, "status": "pending"})
+        slots = trial_slots(resources)
+        waiting, followups = list(todo), []
+        in_flight: dict[Any, tuple[str, Trial]] = {}
+        while waiting or followups or in_flight:
+            while len(in_flight) < slots and (followups or waiting):
+                kind, t = ("then", followups.pop(0)) if followups else ("trial", waiting.pop(0))
+                ref = follow.remote(then_ref, t) if kind == "then" else run.remote(fn_ref, t, dict(context or {}))
+                in_flight[ref] = (kind, t)
+                refs.append(ref)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            finished = 0
+            for ref in ready:
+                kind, t = in_flight.pop(ref)
+                if kind == "then":
                     try:
-                        states[t.trial_id] = ray.get(ref)
-                    except Exception as exc:  # the worker died (killed, out of memory)
-                        states[t.trial_id] = {"trial_id": t.trial_id, "options": t.options,
-                                              "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
-                        write_state(t.directory, states[t.trial_id])
-                bar.set_postfix(count_statuses(trials), refresh=False)  # before update: its line shows it
-                bar.update(len(ready))
+                        ray.get(ref)
+                    except Exception as exc:
+                        print(f"follow-up of trial {t.directory.name} failed: {type(exc).__name__}: {exc}"[:800],
+                              file=sys.stderr, flush=True)
+                    continue
+                finished += 1
+                try:
+                    states[t.trial_id] = ray.get(ref)
+                except Exception as exc:  # the worker died (killed, out of memory)
+                    states[t.trial_id] = {"trial_id": t.trial_id, "options": t.options,
+                                          "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+                    write_state(t.directory, states[t.trial_id])
+                if follow is not None and states[t.trial_id]["status"] == "done":
+                    followups.append(t)
+            bar.set_postfix(count_statuses(trials), refresh=False)  # before update: its line shows it
+            bar.update(finished)  # also when 0: a log gets its periodic line
     return [states[t.trial_id] if t in todo else t.state() for t in trials]
 
 
@@ -412,9 +452,10 @@ def map_on_ray(fn: Callable[..., Any], calls: Sequence[tuple], resources: Resour
         return []
     bar = progress(len(calls), desc, unit="task", disable=not show_progress)
     with _ray_batch(resources, bar) as refs:
-        remote = ray.remote(fn).options(num_cpus=resources.cpus_per_trial,
-                                        num_gpus=resources.gpus_per_trial, max_retries=0)
-        refs.extend(remote.remote(*args) for args in calls)
+        remote = ray.remote(_call).options(num_cpus=resources.cpus_per_trial,
+                                           num_gpus=resources.gpus_per_trial, max_retries=0)
+        fn_ref = ray.put(fn)
+        refs.extend(remote.remote(fn_ref, *args) for args in calls)
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)

@@ -119,6 +119,8 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
     assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
                  "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
                  "--arms", "none,uniform,doraemon", "--json", str(js)]) == 0
+    # each run was scored by the sweep's follow-up as it finished, none after the sweep
+    assert "target evaluation of" not in capsys.readouterr().out
     report = json.loads(js.read_text())
     assert report["protocol"]["kl_bound"] == 0.005 and report["full_budget"] is False
     assert set(report["methods"]) == {"none", "uniform", "doraemon"}
@@ -127,7 +129,7 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
         assert [c[0] for c in run["curve"]] == [512, 1024] and all(0 <= c[1] <= 1 for c in run["curve"])
     assert report["methods"]["doraemon"]["runs"][0]["distribution"]["names"][-1] == "friction"
     assert (out / "dr_paper.png").stat().st_size > 1000
-    # the target curves were computed on Ray and cached: a rerun neither trains nor evaluates
+    # the target curves are cached: a rerun neither trains nor evaluates
     from simrl.cli.bench.dr_paper import curve_cache
     assert all(curve_cache(Path(m["runs"][0]["directory"]), 2)[1] == [] for m in report["methods"].values())
     capsys.readouterr()
@@ -142,6 +144,37 @@ def test_map_on_ray_returns_the_results_in_order(ray_local):
     calls = [([i] * i,) for i in range(5)]
     assert map_on_ray(json.dumps, calls, Resources(), show_progress=False) == [json.dumps(*c) for c in calls]
     assert map_on_ray(json.dumps, [], Resources()) == []
+    from functools import partial
+    assert map_on_ray(partial(json.dumps, indent=1), calls, Resources(), show_progress=False) == [
+        json.dumps(*c, indent=1) for c in calls]
+
+
+def test_follow_ups_run_as_their_trial_finishes_before_trials_not_yet_started(tmp_path, ray_local, capsys):
+    from simrl.sweep import Resources, make_trials, run_trials
+
+    trials = make_trials([{"seed": i} for i in range(3)], ["seed"], tmp_path, lambda o: o)
+    log = tmp_path / "order.log"
+
+    def train(trial, context):
+        (trial.directory / "final").mkdir()
+        with open(log, "a") as f:
+            f.write(f"train {trial.options['seed']}\n")
+        return {}
+
+    def then(trial):
+        if trial.options["seed"] == 1:
+            raise RuntimeError("no checkpoints")
+        with open(log, "a") as f:
+            f.write(f"then {trial.options['seed']}\n")
+
+    # one slot (a trial takes both CPUs): train and follow-up alternate
+    states = run_trials(trials, train, Resources(cpus_per_trial=2), show_progress=False, then=then)
+    assert [s["status"] for s in states] == ["done"] * 3   # a failed follow-up fails no trial
+    assert log.read_text().split("\n")[:-1] == ["train 0", "then 0", "train 1", "train 2", "then 2"]
+    assert "follow-up of trial seed=1" in capsys.readouterr().err
+    # done trials get no follow-up on a rerun (the caller scores what it lacks)
+    assert run_trials(trials, train, Resources(cpus_per_trial=2), show_progress=False, then=then) == states
+    assert log.read_text().count("\n") == 5
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import shutil
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 from tyro.conf import Positional, UseAppendAction
@@ -172,15 +172,17 @@ def _check(status: int, what: str, directory: Path) -> None:
 
 def sweep_trials(options: Sequence[dict[str, Any]], names: Sequence[str], out: Path,
                  resources: Resources, eval_episodes: int = 0, eval_dr: str = "none",
-                 show_progress: bool = True) -> tuple[list[Trial], list[dict[str, Any]]]:
+                 show_progress: bool = True, then: Callable[[Trial], Any] | None = None,
+                 ) -> tuple[list[Trial], list[dict[str, Any]]]:
     """Validates and runs the trials of ``options`` (``names``: the varied ones) in ``out``;
-    writes the result table. The command and the benches share it. Returns the trials and
-    the table's rows."""
+    writes the result table. The command and the benches share it. ``then(trial)``: follow-up
+    work on each trial as it finishes (see :func:`simrl.sweep.run_trials`). Returns the trials
+    and the table's rows."""
     trials = make_trials(options, names, out, resolved_config)
     context = {"cpus_per_trial": resources.cpus_per_trial, "gpus_per_trial": resources.gpus_per_trial,
                "eval_episodes": eval_episodes, "eval_dr": eval_dr}
     try:
-        run_trials(trials, train_trial, resources, context, show_progress=show_progress)
+        run_trials(trials, train_trial, resources, context, show_progress=show_progress, then=then)
     finally:  # the table also after a Ctrl-C: what finished so far
         rows = write_table(trials, out)
     return trials, rows

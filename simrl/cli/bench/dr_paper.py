@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import numpy as np
 
 from simrl.cli.bench import machine as bench_machine
 from simrl.cli.sweep import sweep_trials
-from simrl.sweep import Resources, map_on_ray
+from simrl.sweep import Resources, Trial, map_on_ray
 
 ARMS = ("none", "uniform", "doraemon", "sac-doraemon")
 CODE = "github.com/gabrieletiboni/doraemon"
@@ -206,6 +207,11 @@ def target_curve(run_dir: Path, ranges_file: Path, protocol: PaperProtocol, epis
     return sorted({tuple(cache[f"{c.name}:{episodes}"]) for c in run_checkpoints(run_dir)})
 
 
+def score_trial(ranges_file: Path, protocol: PaperProtocol, episodes: int, trial: Trial) -> None:
+    """The sweep's follow-up of a finished run: its target curve (cached in the run)."""
+    target_curve(trial.directory, ranges_file, protocol, episodes, int(trial.options["seed"]))
+
+
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """A run's checkpoints in step order, ``final`` last."""
     return sorted((run_dir / "checkpoints").glob("step_*")) + [run_dir / "final"]
@@ -250,14 +256,16 @@ def run_paper(args: Any) -> int:
     machine = {**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     resources = Resources(args.cpus_per_trial, 0.0, args.address or None)
+    # each run is scored on the target as soon as it finishes, while the other runs train
     trials, rows = sweep_trials([trial_options(m, s, ranges_file, protocol, budget) for m, s in pairs],
-                                ["algo", "dr", "seed"], out, resources)
+                                ["algo", "dr", "seed"], out, resources,
+                                then=partial(score_trial, ranges_file, protocol, budget.target_episodes))
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
         raise RuntimeError(f"{len(failed)} training runs failed, e.g. {failed[0]['directory']}: {failed[0]['error']}")
     calls = [(t.directory, ranges_file, protocol, budget.target_episodes, seed) for (_, seed), t in zip(pairs, trials)]
     todo = [c for c in calls if curve_cache(c[0], budget.target_episodes)[1]]
-    if todo:   # every run's checkpoints on the target, the runs in parallel on the sweep's Ray
+    if todo:   # runs trained before this command, or whose follow-up failed: in parallel on Ray
         print(f"target evaluation of {len(todo)} runs ({budget.target_episodes} episodes per checkpoint)", flush=True)
         map_on_ray(target_curve, todo, resources, "target evaluation")
     runs: dict[str, list[dict]] = {m: [] for m in methods}
