@@ -127,7 +127,11 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
     for m in report["methods"].values():
         (run,) = m["runs"]
         assert [c[0] for c in run["curve"]] == [512, 1024] and all(0 <= c[1] <= 1 for c in run["curve"])
-    assert report["methods"]["doraemon"]["runs"][0]["distribution"]["names"][-1] == "friction"
+    (dora,) = report["methods"]["doraemon"]["runs"]
+    assert dora["distribution"]["names"][-1] == "friction"
+    # Beta(100, 100) is 12% of the uniform's std; DORAEMON did not update in 1024 steps
+    assert [w[0] for w in dora["width"]] == [512, 1024] and np.allclose([w[1] for w in dora["width"]], 0.122, atol=0.002)
+    assert report["methods"]["none"]["runs"][0]["width"] is None
     assert (out / "dr_paper.png").stat().st_size > 1000
     # the target curves are cached: a rerun neither trains nor evaluates
     from simrl.cli.bench.dr_paper import curve_cache

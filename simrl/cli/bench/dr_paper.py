@@ -225,10 +225,10 @@ def curve_cache(run_dir: Path, episodes: int) -> tuple[dict[str, list[float]], l
     return cache, [c for c in run_checkpoints(run_dir) if f"{c.name}:{episodes}" not in cache]
 
 
-def final_distribution(run_dir: Path) -> dict[str, Any] | None:
-    """DORAEMON's last distribution (entropy, per-parameter std) from ``final/spec.json``."""
-    spec = json.loads((run_dir / "final" / "spec.json").read_text())
-    dist = spec.get("dr")
+def distribution(checkpoint: Path) -> dict[str, Any] | None:
+    """A checkpoint's DORAEMON distribution (Beta a, b and per-parameter std, with the std of
+    the uniform over the same range) from its ``spec.json``; None for other randomizations."""
+    dist = json.loads((checkpoint / "spec.json").read_text()).get("dr")
     if not isinstance(dist, dict) or "a" not in dist:
         return None
     a, b = np.asarray(dist["a"]), np.asarray(dist["b"])
@@ -236,6 +236,18 @@ def final_distribution(run_dir: Path) -> dict[str, Any] | None:
     std = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * width
     return {"names": dist["names"], "a": a.tolist(), "b": b.tolist(), "std": std.tolist(),
             "uniform_std": (width / np.sqrt(12)).tolist()}
+
+
+def width_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(env steps, mean over parameters of std / uniform std) of a DORAEMON run's checkpoints:
+    how far the distribution has widened toward the target (1 = the uniform target)."""
+    curve = []
+    for ckpt in run_checkpoints(run_dir):
+        dist = distribution(ckpt)
+        if dist is not None:
+            steps = int(json.loads((ckpt / "spec.json").read_text())["training"]["steps"])
+            curve.append((steps, float(np.mean(np.divide(dist["std"], dist["uniform_std"])))))
+    return curve
 
 
 def run_paper(args: Any) -> int:
@@ -273,7 +285,8 @@ def run_paper(args: Any) -> int:
         curve = target_curve(trial.directory, ranges_file, protocol, budget.target_episodes, seed)
         runs[method].append({"seed": seed, "directory": str(trial.directory), "curve": curve,
                              "final_success": curve[-1][1], "final_return": curve[-1][2],
-                             "distribution": final_distribution(trial.directory) if "doraemon" in method else None})
+                             "distribution": distribution(trial.directory / "final"),
+                             "width": width_curve(trial.directory) if "doraemon" in method else None})
         print(f"{method:12s} seed {seed}: target success {curve[-1][1]:5.1%} "
               f"(return {curve[-1][2]:.0f}) after {curve[-1][0]:,} steps", flush=True)
     summary = {}
@@ -307,14 +320,15 @@ def run_paper(args: Any) -> int:
 
 
 def plot_curves(report: dict, path: Path) -> None:
-    """Target success and target return against env steps: each method's seed mean with a
-    min-max band (the success axis zooms in when every curve stays low)."""
+    """Target success and target return against env steps, each method's seed mean with a
+    min-max band (the success axis zooms in when every curve stays low), and each DORAEMON
+    run's width (std / uniform std) against env steps."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(16, 4.2), constrained_layout=True)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, 3)
     colors = {"none": "#999999", "uniform": "#4477aa", "doraemon": "#ee6677", "sac-doraemon": "#228833"}
     top = 0.0
     for m, s in report["methods"].items():
@@ -329,10 +343,18 @@ def plot_curves(report: dict, path: Path) -> None:
             ax.fill_between(steps, np.nanmin(table, axis=0), np.nanmax(table, axis=0), color=colors[m], alpha=0.2)
             if column == 1:
                 top = max(top, float(np.nanmax(table)))
+        for r in s["runs"]:
+            if r.get("width"):
+                w = np.asarray(r["width"])
+                axes[2].plot(w[:, 0], w[:, 1], color=colors[m], lw=1.2, label=f"{m} seed {r['seed']}",
+                             ls=("-", "--", ":", "-.")[r["seed"] % 4])
     axes[0].set_ylim(0, 1 if top > 0.5 else max(0.1, 1.2 * top))
     axes[0].set_ylabel("success on the uniform target")
     axes[1].set_ylabel("mean return on the uniform target")
     axes[1].axhline(report["protocol"]["success_return"], color="k", ls="--", lw=0.8, label="success return")
+    axes[2].set_ylim(0, 1.05)
+    axes[2].axhline(1.0, color="k", ls="--", lw=0.8, label="uniform target")
+    axes[2].set_ylabel("DORAEMON std / uniform std (mean of 8)")
     for ax in axes:
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
