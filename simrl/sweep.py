@@ -434,7 +434,10 @@ def run_trials(trials: Sequence[Trial], fn: TrialFn, resources: Resources,
                     write_state(t.directory, states[t.trial_id])
                 if follow is not None and states[t.trial_id]["status"] == "done":
                     followups.append(t)
-            bar.set_postfix(count_statuses(trials), refresh=False)  # before update: its line shows it
+            counts: dict[str, int] = count_statuses(trials)
+            if follow is not None:
+                counts["follow-ups"] = sum(kind == "then" for kind, _ in in_flight.values())
+            bar.set_postfix(counts, refresh=False)  # before update: its line shows it
             bar.update(finished)  # also when 0: a log gets its periodic line
     return [states[t.trial_id] if t in todo else t.state() for t in trials]
 
