@@ -225,17 +225,17 @@ def curve_cache(run_dir: Path, episodes: int) -> tuple[dict[str, list[float]], l
     return cache, [c for c in run_checkpoints(run_dir) if f"{c.name}:{episodes}" not in cache]
 
 
-def distribution(checkpoint: Path) -> dict[str, Any] | None:
-    """A checkpoint's DORAEMON distribution (Beta a, b and per-parameter std, with the std of
-    the uniform over the same range) from its ``spec.json``; None for other randomizations."""
-    dist = json.loads((checkpoint / "spec.json").read_text()).get("dr")
-    if not isinstance(dist, dict) or "a" not in dist:
+def distribution(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The DORAEMON distribution in a checkpoint's ``spec.json`` (Beta a, b and per-parameter
+    std, with the std of the uniform over the same range); None for other randomizations."""
+    from envs.distributions import BetaDistribution
+
+    dist = spec.get("dr")
+    if not isinstance(dist, dict) or dist.get("type") != "beta":
         return None
-    a, b = np.asarray(dist["a"]), np.asarray(dist["b"])
-    width = np.asarray(dist["high"]) - np.asarray(dist["low"])
-    std = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * width
-    return {"names": dist["names"], "a": a.tolist(), "b": b.tolist(), "std": std.tolist(),
-            "uniform_std": (width / np.sqrt(12)).tolist()}
+    beta = BetaDistribution.from_dict(dist)
+    return {"names": list(beta.names), "a": beta.a.tolist(), "b": beta.b.tolist(), "std": beta.std().tolist(),
+            "uniform_std": (beta.width / np.sqrt(12)).tolist()}
 
 
 def width_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -243,10 +243,11 @@ def width_curve(run_dir: Path) -> list[tuple[int, float]]:
     how far the distribution has widened toward the target (1 = the uniform target)."""
     curve = []
     for ckpt in run_checkpoints(run_dir):
-        dist = distribution(ckpt)
+        spec = json.loads((ckpt / "spec.json").read_text())
+        dist = distribution(spec)
         if dist is not None:
-            steps = int(json.loads((ckpt / "spec.json").read_text())["training"]["steps"])
-            curve.append((steps, float(np.mean(np.divide(dist["std"], dist["uniform_std"])))))
+            curve.append((int(spec["training"]["steps"]),
+                          float(np.mean(np.divide(dist["std"], dist["uniform_std"])))))
     return curve
 
 
@@ -285,7 +286,7 @@ def run_paper(args: Any) -> int:
         curve = target_curve(trial.directory, ranges_file, protocol, budget.target_episodes, seed)
         runs[method].append({"seed": seed, "directory": str(trial.directory), "curve": curve,
                              "final_success": curve[-1][1], "final_return": curve[-1][2],
-                             "distribution": distribution(trial.directory / "final"),
+                             "distribution": distribution(json.loads((trial.directory / "final" / "spec.json").read_text())),
                              "width": width_curve(trial.directory) if "doraemon" in method else None})
         print(f"{method:12s} seed {seed}: target success {curve[-1][1]:5.1%} "
               f"(return {curve[-1][2]:.0f}) after {curve[-1][0]:,} steps", flush=True)
