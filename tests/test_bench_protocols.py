@@ -46,7 +46,10 @@ def test_paper_protocol_holds_the_papers_hopper_values():
     assert {k: sac["doraemon"][k] for k in d} == d
     with pytest.raises(ValueError, match="--arms"):
         budget_from(SimpleNamespace(budget=0, update_steps=0, target_episodes=0, seeds=1, num_envs=1,
-                                    algo="ppo", arms="none,sac"), p)
+                                    algo="ppo", arms="none,sac", first_seed=0), p)
+    with pytest.raises(ValueError, match="--first-seed"):
+        budget_from(SimpleNamespace(budget=0, update_steps=0, target_episodes=0, seeds=1, num_envs=1,
+                                    algo="ppo", arms="none", first_seed=-1), p)
 
 
 def _batch(n, params, success):
@@ -141,6 +144,41 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
                  "--target-episodes", "2", "--seeds", "1", "--num-envs", "8", "--out", str(out),
                  "--arms", "none,uniform,doraemon"]) == 0
     assert "target evaluation of" not in capsys.readouterr().out
+    # another seed of one arm, run apart (another machine or session), merged into one report
+    more = tmp_path / "more"
+    assert main(["bench", "dr", "--protocol", "paper", "--budget", "1024", "--update-steps", "512",
+                 "--target-episodes", "2", "--seeds", "1", "--first-seed", "1", "--num-envs", "8",
+                 "--out", str(more), "--arms", "none"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{more / 'dr_paper.json'}",
+                 "--out", str(merged)]) == 0
+    both = json.loads((merged / "dr_paper.json").read_text())
+    assert list(both["methods"]) == ["none", "uniform", "doraemon"]
+    assert both["methods"]["none"]["seeds"] == [0, 1] and both["methods"]["uniform"]["seeds"] == [0]
+    none = both["methods"]["none"]
+    assert none["final_success_mean"] == pytest.approx(np.mean([r["final_success"] for r in none["runs"]]))
+    assert [m["file"] for m in both["merged_from"]] == [str(js), str(more / "dr_paper.json")]
+    assert (merged / "dr_paper.png").stat().st_size > 1000
+    # a run in two reports is kept once; two different runs of one seed, or reports of different
+    # budgets, are refused naming the file and field
+    again = tmp_path / "again"
+    assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{merged / 'dr_paper.json'}",
+                 "--out", str(again)]) == 0
+    assert json.loads((again / "dr_paper.json").read_text())["methods"] == both["methods"]
+    other = json.loads(js.read_text())
+    other["methods"]["none"]["runs"][0]["final_success"] = 0.5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    capsys.readouterr()
+    assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{tmp_path / 'other.json'}",
+                 "--out", str(merged)]) == 2
+    assert f"other.json: none seed 0 differs from the run in {js}" in capsys.readouterr().err
+    other = json.loads((more / "dr_paper.json").read_text())
+    other["budget"]["timesteps"] = 2048
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{tmp_path / 'other.json'}",
+                 "--out", str(merged)]) == 2
+    assert "other.json: budget.timesteps 2048 differs" in capsys.readouterr().err
+    assert json.loads((merged / "dr_paper.json").read_text()) == both   # a refused merge writes nothing
 
 
 def test_map_on_ray_returns_the_results_in_order(ray_local):

@@ -53,6 +53,8 @@ class Config:
     update_steps: int = 0                     # --protocol paper: env steps between DORAEMON updates and target evaluations (0: the paper's 100k)
     target_episodes: int = 0                  # --protocol paper: target-distribution episodes per evaluation (0: the paper's 100)
     json: str = ""                            # --protocol paper: also write the results JSON here
+    first_seed: int = 0                       # --protocol paper: the runs' seeds are first_seed .. first_seed + seeds - 1 (split the seeds over machines or sessions)
+    merge: str = ""                           # --protocol paper: comma-separated dr_paper.json files of one protocol and budget to combine into one report in --out (no training)
 
 
 def _trial_options(method: str, seed: int, ranges_file: Path, args: Config) -> dict:

@@ -139,6 +139,7 @@ class Budget:
     num_envs: int
     algo: str
     arms: tuple[str, ...] = ARMS
+    first_seed: int = 0
 
 
 def budget_from(args: Any, protocol: PaperProtocol) -> Budget:
@@ -146,12 +147,14 @@ def budget_from(args: Any, protocol: PaperProtocol) -> Budget:
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else ARMS
     b = Budget(args.budget or protocol.timesteps, args.update_steps or protocol.update_steps,
                args.target_episodes or protocol.target_episodes, args.seeds, args.num_envs, args.algo,
-               arms)
+               arms, args.first_seed)
     if b.algo not in ("ppo", "sb3-sac"):
         raise ValueError(f"--algo: ppo or sb3-sac, got {b.algo!r}")
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not arms:
         raise ValueError(f"--arms: a comma-separated subset of {', '.join(ARMS)}, got {args.arms!r}")
+    if b.seeds < 1 or b.first_seed < 0:
+        raise ValueError(f"--seeds must be >= 1 and --first-seed >= 0, got {b.seeds} and {b.first_seed}")
     if b.update_steps > b.timesteps:
         raise ValueError(f"--update-steps {b.update_steps} exceeds --budget {b.timesteps}")
     return b
@@ -253,7 +256,9 @@ def width_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 def run_paper(args: Any) -> int:
     """Runs the protocol with ``simrl bench dr``'s options; writes ``OUT/dr_paper.json``,
-    ``OUT/dr_paper.png`` (and ``--json``)."""
+    ``OUT/dr_paper.png`` (and ``--json``). With ``--merge``, combines earlier reports instead."""
+    if args.merge:
+        return merge_reports([Path(f.strip()) for f in args.merge.split(",") if f.strip()], args)
     protocol = PaperProtocol()
     budget = budget_from(args, protocol)
     out = Path(args.out)
@@ -261,11 +266,13 @@ def run_paper(args: Any) -> int:
     ranges_file = out / "target_ranges.json"
     ranges_file.write_text(json.dumps(protocol.target_ranges(), indent=1))
     methods = list(budget.arms)
-    pairs = [(m, s) for m in methods for s in range(budget.seeds)]
+    seeds = range(budget.first_seed, budget.first_seed + budget.seeds)
+    pairs = [(m, s) for m in methods for s in seeds]
     print(f"DORAEMON paper protocol (Hopper, 8 parameters, target {protocol.target_ranges()['friction']}): "
           f"{budget.timesteps:,} steps per run (paper {protocol.timesteps:,}), update/eval every "
           f"{budget.update_steps:,} (paper {protocol.update_steps:,}), {budget.target_episodes} target "
-          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}; --algo {budget.algo})", flush=True)
+          f"episodes (paper {protocol.target_episodes}), {len(pairs)} runs (arms {', '.join(methods)}, "
+          f"seeds {seeds.start}-{seeds.stop - 1}; --algo {budget.algo})", flush=True)
     machine = {**bench_machine.machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     resources = Resources(args.cpus_per_trial, 0.0, args.address or None)
@@ -290,33 +297,104 @@ def run_paper(args: Any) -> int:
                              "width": width_curve(trial.directory) if "doraemon" in method else None})
         print(f"{method:12s} seed {seed}: target success {curve[-1][1]:5.1%} "
               f"(return {curve[-1][2]:.0f}) after {curve[-1][0]:,} steps", flush=True)
-    summary = {}
-    for m, rs in runs.items():
-        finals = [r["final_success"] for r in rs]
-        steps = sorted({c[0] for r in rs for c in r["curve"]})
-        summary[m] = {"final_success_mean": float(np.mean(finals)), "final_success_std": float(np.std(finals)),
-                      "final_return_mean": float(np.mean([r["final_return"] for r in rs])),
-                      "curve_steps": steps, "runs": rs}
     report = {"protocol": asdict(protocol), "sources": SOURCES, "deviations": DEVIATIONS,
               "target_ranges": protocol.target_ranges(), "budget": asdict(budget),
-              "full_budget": budget.timesteps == protocol.timesteps, "methods": summary,
+              "full_budget": budget.timesteps == protocol.timesteps, "methods": summarize(runs),
               "machine": bench_machine.finish(machine),
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "command": "simrl bench dr --protocol paper " + " ".join(
-                  f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps",
-                                                                          "target_episodes", "seeds", "num_envs", "algo", "out"))
+                  f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("budget", "update_steps", "target_episodes",
+                                                                          "seeds", "first_seed", "num_envs", "algo", "out"))
                   + (f" --arms {','.join(budget.arms)}" if args.arms else "")}
+    write_report(report, out, args.json)
+    return 0
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each arm's final target success (mean, std over its runs), mean final return, the union
+    of its curves' steps, its seeds and its runs."""
+    summary = {}
+    for m, rs in runs.items():
+        finals = [r["final_success"] for r in rs]
+        summary[m] = {"final_success_mean": float(np.mean(finals)), "final_success_std": float(np.std(finals)),
+                      "final_return_mean": float(np.mean([r["final_return"] for r in rs])),
+                      "seeds": [r["seed"] for r in rs],
+                      "curve_steps": sorted({c[0] for r in rs for c in r["curve"]}), "runs": rs}
+    return summary
+
+
+def write_report(report: dict, out: Path, json_path: str = "") -> None:
+    """Writes ``OUT/dr_paper.json`` (and ``json_path``) and ``OUT/dr_paper.png``; prints each
+    arm's final target success."""
+    out.mkdir(parents=True, exist_ok=True)
     (out / "dr_paper.json").write_text(json.dumps(report, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2))
     plot_curves(report, out / "dr_paper.png")
-    print(f"\ntarget success (uniform over the 8-D target, {budget.target_episodes} episodes, "
-          f"return >= {protocol.success_return:g}) after {budget.timesteps:,} steps, {budget.seeds} seeds:")
-    for m in methods:
-        s = summary[m]
-        print(f"  {m:12s} {s['final_success_mean']:6.1%} +- {s['final_success_std']:.1%}")
+    print(f"\ntarget success (uniform over the 8-D target, {report['budget']['target_episodes']} episodes, "
+          f"return >= {report['protocol']['success_return']:g}) after {report['budget']['timesteps']:,} steps:")
+    for m, s in report["methods"].items():
+        print(f"  {m:12s} {s['final_success_mean']:6.1%} +- {s['final_success_std']:.1%}  "
+              f"({len(s['runs'])} seeds: {', '.join(str(x) for x in s['seeds'])})")
     print(f"results: {out / 'dr_paper.json'}, {out / 'dr_paper.png'}")
+
+
+# what every merged report must share (its arms, seeds and machine may differ)
+MERGE_KEYS = ("protocol", "target_ranges")
+MERGE_BUDGET_KEYS = ("timesteps", "update_steps", "target_episodes", "num_envs", "algo")
+
+
+def merge_reports(files: list[Path], args: Any) -> int:
+    """``--merge``: one report from ``dr_paper.json`` files of the same protocol and budget
+    (arms or seeds run on other machines or at other times); no training. Each arm's runs are
+    pooled in the order of :data:`ARMS` and seeds; a run (arm, seed) in several files must be the
+    same run (it is kept once)."""
+    if len(files) < 2:
+        raise ValueError(f"--merge: at least two dr_paper.json files, got {len(files)}")
+    reports = []
+    for f in files:
+        try:
+            report = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--merge: {f}: not a readable JSON file ({e})") from e
+        for key in (*MERGE_KEYS, "budget", "methods"):
+            if key not in report:
+                raise ValueError(f"--merge: {f}: no {key!r} field (not a simrl bench dr --protocol paper report)")
+        reports.append(report)
+    first, owner = reports[0], {}
+    runs: dict[str, list[dict]] = {}
+    for f, report in zip(files, reports):
+        for key in MERGE_KEYS:
+            if report[key] != first[key]:
+                raise ValueError(f"--merge: {f}: field {key!r} differs from {files[0]}'s")
+        for key in MERGE_BUDGET_KEYS:
+            if report["budget"].get(key) != first["budget"].get(key):
+                raise ValueError(f"--merge: {f}: budget.{key} {report['budget'].get(key)!r} differs from "
+                                 f"{files[0]}'s {first['budget'].get(key)!r}")
+        for arm, s in report["methods"].items():
+            if arm not in ARMS:
+                raise ValueError(f"--merge: {f}: methods.{arm}: not an arm of {', '.join(ARMS)}")
+            for r in s["runs"]:
+                if (arm, r["seed"]) in owner:   # the same run in two reports is kept once
+                    kept, where = owner[arm, r["seed"]]
+                    if r != kept:
+                        raise ValueError(f"--merge: {f}: {arm} seed {r['seed']} differs from the run in {where}")
+                    continue
+                owner[arm, r["seed"]] = (r, f)
+                runs.setdefault(arm, []).append(r)
+    runs = {a: sorted(runs[a], key=lambda r: r["seed"]) for a in ARMS if a in runs}
+    counts = {len(rs) for rs in runs.values()}
+    budget = {**first["budget"], "arms": list(runs), "seeds": max(counts),
+              "first_seed": min(r["seed"] for rs in runs.values() for r in rs)}
+    report = {**{k: first[k] for k in ("protocol", "sources", "deviations", "target_ranges") if k in first},
+              "budget": budget, "full_budget": first.get("full_budget"), "methods": summarize(runs),
+              "merged_from": [{"file": str(f), "runs": {a: [run["seed"] for run in s["runs"]] for a, s in rep["methods"].items()},
+                               **{k: rep[k] for k in ("command", "machine", "wall_time_s", "note") if k in rep}}
+                              for f, rep in zip(files, reports)],
+              "command": f"simrl bench dr --protocol paper --merge {','.join(str(f) for f in files)} --out {args.out}"}
+    print(f"merged {len(files)} reports: " + ", ".join(f"{a} x {len(rs)}" for a, rs in runs.items()), flush=True)
+    write_report(report, Path(args.out), args.json)
     return 0
 
 
