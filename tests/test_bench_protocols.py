@@ -178,6 +178,12 @@ def test_bench_dr_paper_protocol_end_to_end(tmp_path, ray_local, capsys):
     assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{tmp_path / 'other.json'}",
                  "--out", str(merged)]) == 2
     assert "other.json: budget.timesteps 2048 differs" in capsys.readouterr().err
+    other["budget"]["timesteps"] = 1024
+    del other["methods"]["none"]["runs"][0]["curve"]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["bench", "dr", "--protocol", "paper", "--merge", f"{js},{tmp_path / 'other.json'}",
+                 "--out", str(merged)]) == 2
+    assert "other.json: methods.none.runs[0] has no 'curve' field" in capsys.readouterr().err
     assert json.loads((merged / "dr_paper.json").read_text()) == both   # a refused merge writes nothing
 
 

@@ -343,6 +343,7 @@ def write_report(report: dict, out: Path, json_path: str = "") -> None:
 # what every merged report must share (its arms, seeds and machine may differ)
 MERGE_KEYS = ("protocol", "target_ranges")
 MERGE_BUDGET_KEYS = ("timesteps", "update_steps", "target_episodes", "num_envs", "algo")
+RUN_KEYS = ("seed", "curve", "final_success", "final_return")   # what summarize and the figure read of a run
 
 
 def merge_reports(files: list[Path], args: Any) -> int:
@@ -352,7 +353,7 @@ def merge_reports(files: list[Path], args: Any) -> int:
     same run (it is kept once)."""
     if len(files) < 2:
         raise ValueError(f"--merge: at least two dr_paper.json files, got {len(files)}")
-    reports = []
+    reports, owner, runs = [], {}, {}
     for f in files:
         try:
             report = json.loads(f.read_text())
@@ -361,10 +362,8 @@ def merge_reports(files: list[Path], args: Any) -> int:
         for key in (*MERGE_KEYS, "budget", "methods"):
             if key not in report:
                 raise ValueError(f"--merge: {f}: no {key!r} field (not a simrl bench dr --protocol paper report)")
+        first = reports[0] if reports else report
         reports.append(report)
-    first, owner = reports[0], {}
-    runs: dict[str, list[dict]] = {}
-    for f, report in zip(files, reports):
         for key in MERGE_KEYS:
             if report[key] != first[key]:
                 raise ValueError(f"--merge: {f}: field {key!r} differs from {files[0]}'s")
@@ -375,7 +374,10 @@ def merge_reports(files: list[Path], args: Any) -> int:
         for arm, s in report["methods"].items():
             if arm not in ARMS:
                 raise ValueError(f"--merge: {f}: methods.{arm}: not an arm of {', '.join(ARMS)}")
-            for r in s["runs"]:
+            for i, r in enumerate(s.get("runs", [])):
+                lacking = [k for k in RUN_KEYS if k not in r]
+                if lacking:
+                    raise ValueError(f"--merge: {f}: methods.{arm}.runs[{i}] has no {lacking[0]!r} field")
                 if (arm, r["seed"]) in owner:   # the same run in two reports is kept once
                     kept, where = owner[arm, r["seed"]]
                     if r != kept:
@@ -383,13 +385,15 @@ def merge_reports(files: list[Path], args: Any) -> int:
                     continue
                 owner[arm, r["seed"]] = (r, f)
                 runs.setdefault(arm, []).append(r)
+    if not runs:
+        raise ValueError(f"--merge: no runs in {', '.join(str(f) for f in files)}")
+    first = reports[0]
     runs = {a: sorted(runs[a], key=lambda r: r["seed"]) for a in ARMS if a in runs}
-    counts = {len(rs) for rs in runs.values()}
-    budget = {**first["budget"], "arms": list(runs), "seeds": max(counts),
-              "first_seed": min(r["seed"] for rs in runs.values() for r in rs)}
+    budget = {**first["budget"], "arms": list(runs), "seeds": max(len(rs) for rs in runs.values()),
+              "first_seed": min(seed for _, seed in owner)}
     report = {**{k: first[k] for k in ("protocol", "sources", "deviations", "target_ranges") if k in first},
               "budget": budget, "full_budget": first.get("full_budget"), "methods": summarize(runs),
-              "merged_from": [{"file": str(f), "runs": {a: [run["seed"] for run in s["runs"]] for a, s in rep["methods"].items()},
+              "merged_from": [{"file": str(f), "runs": {a: [run["seed"] for run in s.get("runs", [])] for a, s in rep["methods"].items()},
                                **{k: rep[k] for k in ("command", "machine", "wall_time_s", "note") if k in rep}}
                               for f, rep in zip(files, reports)],
               "command": f"simrl bench dr --protocol paper --merge {','.join(str(f) for f in files)} --out {args.out}"}
