@@ -112,6 +112,7 @@ def test_bench_residual_reports_base_and_residual_success(tmp_path, capsys):
     assert curve[0] == [0, report["base_success"]] and curve[-1][0] >= 256
     assert all(0.0 <= s <= 1.0 for _, s in curve) and (out / "residual_bench.png").stat().st_size > 1000
     assert "panda-push: base pusher" in capsys.readouterr().out
+    assert report["machine"]["threads"] == 1 and len(report["machine"]["load_avg_end"]) == 3
 
 
 def test_bench_warmstart_exactness_claims(tmp_path):

@@ -235,5 +235,6 @@ def test_bench_dream_reports_every_mode(tmp_path, capsys):
     assert "open-loop prediction error" in text and "dream-to-real on hopper" in text
     result = json.loads((out / "results.json").read_text())
     assert set(result["runs"]) == {"episode", "none", "mean"}
+    assert result["machine"]["versions"]["torch"] and result["machine"]["threads"] == 1
     assert set(result["prediction_errors"]) == {"none", "mean", "episode", "step"}
     assert (out / "dream.png").stat().st_size > 0

@@ -283,7 +283,8 @@ def test_bench_reach_measures_on_the_robot_and_logs(tmp_path, capsys):
     assert row["ee_pos_logged_vs_fk_m"] < 1e-9 and 0 < row["final_error_m"] < 1.0
     assert row["success"] == (row["final_error_m"] < 0.03)
     assert r["summary"]["cycles"] > 100 and r["summary"]["libfranka_period_ms"]["p50"] >= 1.0
-    assert len(r["machine"]["load_average_at_start"]) == 3
+    m = r["machine"]
+    assert len(m["load_avg_start"]) == 3 and len(m["load_avg_end"]) == 3 and m["versions"]["pylibfranka"]
     assert read_log(logs / "goal_00.mcap").end["stop_reason"] == "none"
     capsys.readouterr()
     assert main(["bench", "reach", "--checkpoint", ckpt, "--goals", "1", "--logs", str(logs)]) == 2

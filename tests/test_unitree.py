@@ -291,6 +291,7 @@ def test_g1_stands_on_the_twin_through_hg_messages(tmp_path):
     assert result["min_pelvis_height_m"] > 0.7 and result["held_s"] > 2.5
     assert "(hg," in result["report"]["robot"] and result["report"]["stop_reason"] is None
     assert result["twin"]["commands"] >= 140 and result["twin"]["rejected"] == 0
+    assert result["machine"]["versions"]["cyclonedds"] and len(result["machine"]["load_avg_end"]) == 3
 
 
 def test_commands_echo_the_robots_mode_machine():

@@ -8,11 +8,13 @@ import math
 import sys
 import time
 
+import cv2
 import mujoco
 import numpy as np
 
 from deploy.perception.aruco import MarkerPoseEstimator
 from envs.render import offscreen_renderer
+from simrl.core.machine import finish, machine_info
 from deploy.perception.scene import (angle_between, camera_calibration, cube_pose, marker_scene,
                                      place_camera, render_bgr, set_cube)
 
@@ -31,6 +33,7 @@ def camera_eye(target: np.ndarray, distance: float, azimuth_deg: float) -> np.nd
 
 def measure() -> dict:
     """Errors over every cube pose, distance and azimuth, and detector timing."""
+    machine = {**machine_info(threads=cv2.getNumThreads()), "opencv": cv2.__version__}
     model = marker_scene()
     data = mujoco.MjData(model)
     renderer = offscreen_renderer(model, HEIGHT, WIDTH)
@@ -59,7 +62,7 @@ def measure() -> dict:
     out = {"image": [WIDTH, HEIGHT], "fovy_deg": float(model.cam_fovy[model.camera("aruco_cam").id]),
            "marker": {"dictionary": "DICT_4X4_50", "size_m": 0.032}, "elevation_deg": ELEVATION,
            "detector_ms_mean": 1e3 * float(np.mean(times)),
-           "detector_fps": float(1.0 / np.mean(times)), "cases": rows}
+           "detector_fps": float(1.0 / np.mean(times)), "machine": finish(machine), "cases": rows}
     summary = {}
     for dist in DISTANCES:
         ok = [r for r in rows if r["distance_m"] == dist and r["detected"]]

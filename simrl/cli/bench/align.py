@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from envs.perturbation import Perturbation
+from simrl.core.machine import finish, machine_info
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources, make_trials, run_trials, write_table
 
@@ -220,6 +220,7 @@ def run(args: Config) -> int:
     from simrl.align.finetune import proxy_return
     from simrl.core.spec import load_spec
 
+    machine = machine_info(threads=1)
     t0 = time.perf_counter()
     cfg = args.resolved()
     unknown = [m for m in cfg.methods if m not in RUNNABLE]
@@ -279,16 +280,12 @@ def run(args: Config) -> int:
         runs["original"][f"{length:g}"] = original
     tables = {q.key: _table(runs, q, cfg.log_seconds) for q in quantities}
     score = quantities[0]
-    import mujoco
-    import torch
     report = {
         "task": cfg.task, "checkpoint": str(ckpt), "proxy": proxy.to_dict(),
         "config": {k: v for k, v in vars(cfg).items()},
         "command": "simrl bench align" + (f" --checkpoint {ckpt}" if cfg.checkpoint else "")
                    + ("" if args.small else " --no-small ..."),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "mujoco": mujoco.__version__,
-                    "load_average_end": os.getloadavg()},
+        "machine": finish(machine),
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "score": {"key": score.key, "label": score.label, "better": score.better},
         "quantities": [{"key": q.key, "label": q.label, "better": q.better} for q in quantities],

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simrl.core.machine import finish, machine_info
+
 
 @dataclass
 class Config:
@@ -101,6 +103,7 @@ def measure_loop(checkpoint: Path, duration: float, rt_priority: int | None, log
 
 
 def run(args: Config) -> int:
+    machine = machine_info(threads=1, packages=("simrl", "torch", "onnxruntime", "numpy", "mujoco"))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint(Path(tmp) / "go1")
         inference = measure_inference(ckpt, args.calls, args.rounds)
@@ -120,6 +123,6 @@ def run(args: Config) -> int:
           f"packets lost {link['lost']} late {link['late']} of {link['received']} received")
     if args.json:
         result = {"inference_ms": inference, "loop": loop, "rt_priority": args.rt_priority,
-                  "cores": len(os.sched_getaffinity(0))}
+                  "machine": finish(machine)}
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simrl.core.machine import finish, machine_info
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources
 
@@ -86,6 +87,7 @@ def run(args: Config) -> int:
     ranges_file.write_text(json.dumps(ranges))
     task = make_task(args.task)
     results: dict[str, list[dict]] = {m: [] for m in METHODS}
+    machine = {**machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     # Every run is a sweep trial (out/trials/...): run on Ray, never retrained once finished,
     # resumed from its last checkpoint after an interruption.
@@ -115,7 +117,7 @@ def run(args: Config) -> int:
                    "runs": rs} for m, rs in results.items()}
     report = {"task": args.task, "params": ranges, "steps": args.steps, "seeds": args.seeds,
               "num_envs": args.num_envs, "points": args.points, "grid_episodes": args.grid_episodes,
-              "doraemon": {"alpha": args.alpha, "kl_bound": args.kl},
+              "doraemon": {"alpha": args.alpha, "kl_bound": args.kl}, "machine": finish(machine),
               "wall_time_s": round(time.perf_counter() - t0, 1), "methods": summary}
     (out / "dr_bench.json").write_text(json.dumps(report, indent=2))
     _plot(report, grid, out / "dr_bench.png")

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from simrl.cli.bench import machine as bench_machine
+from simrl.core import machine as bench_machine
 from simrl.cli.sweep import sweep_trials
 from simrl.sweep import Resources, Trial, map_on_ray
 

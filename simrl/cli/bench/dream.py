@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from simrl.core.machine import finish, machine_info
+
 
 @dataclass
 class Config:
@@ -70,6 +72,7 @@ def measure(args: Config, log=print) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info(threads=args.threads)
     t0 = time.perf_counter()
     data = collect(args.task, args.data_steps, args.policy, seed=0)
     held = collect(args.task, args.heldout_steps, args.policy, seed=10_000)
@@ -102,7 +105,8 @@ def measure(args: Config, log=print) -> dict[str, Any]:
             "heldout_steps": len(held), "fit": {k: v for k, v in model.fit_stats.items() if k != "history"},
             "steps": args.steps, "num_envs": args.num_envs, "dream_episode_steps": args.dream_episode_steps,
             "episodes": args.episodes, "random_return": _random_return(args.task, args.episodes, 0),
-            "prediction_errors": errors, "runs": runs, "seconds": time.perf_counter() - t0}
+            "prediction_errors": errors, "runs": runs, "seconds": time.perf_counter() - t0,
+            "machine": finish(machine)}
 
 
 def _table(r: dict[str, Any]) -> str:

@@ -65,7 +65,7 @@ def measure(cfg: Config) -> dict:
 
     import envs
     from simrl.cli.bench import baselines
-    from simrl.cli.bench.machine import finish, machine_info
+    from simrl.core.machine import finish, machine_info
 
     threads = cfg.threads or len(os.sched_getaffinity(0))
     if threads < 1:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from simrl.cli.bench.machine import command, cpu_name, versions
+from simrl.core.machine import command, cpu_name, versions
 
 
 @dataclass

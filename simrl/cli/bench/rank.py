@@ -39,6 +39,7 @@ import numpy as np
 
 from envs.perturbation import Perturbation
 from simrl.cli.bench.pool import proxy_returns, train_pool
+from simrl.core.machine import finish, machine_info
 from simrl.sweep import Resources
 
 # The pool: name -> (training randomization, steps as a multiple of --steps, seed).
@@ -216,7 +217,8 @@ def run(args: Config) -> int:
         raise ValueError(f"--protocol: one or many, got {args.protocol!r}")
     root = Path(args.cache or f"runs/bench-rank-{args.task}")
     check_cache(root, args)
+    machine = {**machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     result = speed(args, root) if args.speed else quality(args, root)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        Path(args.json).write_text(json.dumps({**result, "machine": finish(machine)}, indent=2))
     return 0

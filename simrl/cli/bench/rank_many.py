@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from envs.perturbation import Perturbation
-from simrl.cli.bench import machine as bench_machine
+from simrl.core import machine as bench_machine
 
 METRICS = ("spearman", "kendall", "regret@1")
 

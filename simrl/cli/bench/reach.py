@@ -15,14 +15,13 @@ accepted). ``--json FILE`` writes everything with the machine's load average.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from simrl.core.machine import finish, machine_info
 
 
 @dataclass
@@ -81,16 +80,6 @@ def _goal_run(args: Config, uri: str, spec: dict, task, goal: np.ndarray, k: int
             "rate": rate, "durations": robot.durations[1:], "log": str(log)}
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("pylibfranka", "franky-sim", "mujoco", "onnxruntime", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def run(args: Config) -> int:
     from contextlib import nullcontext
 
@@ -106,7 +95,7 @@ def run(args: Config) -> int:
     if logs.exists() and any(logs.iterdir()):
         raise ValueError(f"--logs {logs}: exists and is not empty (logs are never overwritten)")
     logs.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()
+    machine = machine_info(threads=1, packages=("simrl", "pylibfranka", "franky-sim", "mujoco", "onnxruntime", "numpy"))
     t0 = time.perf_counter()
     with (nullcontext() if args.robot else FrankySim(free_loopback())) as sim:
         uri = args.robot or f"franka://{sim.host}"
@@ -170,9 +159,7 @@ def run(args: Config) -> int:
                       f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
                   "checkpoint": str(Path(args.checkpoint).resolve()),
                   "training": spec.get("training"),
-                  "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
-                              "load_average_at_start": list(load), "load_average_at_end": list(os.getloadavg())},
-                  "versions": _versions(), "summary": summary, "rank": rank, "goals": rows}
+                  "machine": finish(machine), "summary": summary, "rank": rank, "goals": rows}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

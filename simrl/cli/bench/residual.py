@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simrl.core.machine import finish, machine_info
+
 
 @dataclass
 class Config:
@@ -72,6 +74,7 @@ def run(args: Config) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    machine = {**machine_info(threads=int(args.cpus_per_trial)), "cpus_per_trial": args.cpus_per_trial}
     t0 = time.perf_counter()
     base_by_seed = [_success(None, args, seed) for seed in range(args.seeds)]
     base_success = float(np.mean(base_by_seed))
@@ -100,7 +103,7 @@ def run(args: Config) -> int:
     report = {"task": args.task, "base": args.base, "scale": args.scale, "sparse": args.sparse,
               "steps": args.steps, "num_envs": args.num_envs, "episodes": args.episodes,
               "base_success": base_success, "final_success_mean": float(np.mean(finals)),
-              "final_success_std": float(np.std(finals)), "runs": runs,
+              "final_success_std": float(np.std(finals)), "runs": runs, "machine": finish(machine),
               "wall_time_s": round(time.perf_counter() - t0, 1)}
     (out / "residual_bench.json").write_text(json.dumps(report, indent=2))
     _plot(report, out / "residual_bench.png")

@@ -14,13 +14,12 @@ loop statistics. The robot stands when that height stays above ``--min-height``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import threading
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
+
+from simrl.core.machine import finish, machine_info
 
 
 @dataclass
@@ -57,6 +56,7 @@ def run(config: Config) -> int:
     from deploy.robots.mujoco import SimConfig
     from deploy.robots.unitree_server import serve_unitree
 
+    machine = machine_info(threads=1, packages=("simrl", "cyclonedds", "mujoco", "onnxruntime"))
     stop, out = threading.Event(), {}
     twin = threading.Thread(target=lambda: out.update(stats=serve_unitree(
         SimConfig("g1-stand"), "lo", config.domain, stop=stop.is_set)), daemon=True)
@@ -76,9 +76,7 @@ def run(config: Config) -> int:
         "what": f"{config.seconds:g} s scripted PD stand (zero actions of a g1-stand checkpoint) of the "
                 "Menagerie G1 on the Unitree twin over unitree_hg messages (DDS loopback), "
                 f"simrl bench stand --seconds {config.seconds:g}",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
-        "versions": {p: metadata.version(p) for p in ("cyclonedds", "mujoco", "onnxruntime")},
+        "machine": finish(machine),
         "stood": bool(stood), "min_pelvis_height_m": stats.min_base_height,
         "held_s": stats.held_s, "twin": asdict(stats), "report": report.as_dict(),
     }

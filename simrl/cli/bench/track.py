@@ -242,7 +242,7 @@ def first_passing(rows: list[dict[str, Any]]) -> dict[str, Any] | str:
 
 
 def run(config: Config) -> int:
-    from simrl.cli.bench.machine import finish, machine_info
+    from simrl.core.machine import finish, machine_info
     from simrl.core.config import to_jsonable
 
     config.validate()

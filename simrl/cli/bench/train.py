@@ -62,7 +62,7 @@ def measure(c: Config) -> dict:
     import envs
     from policies.networks import ActorCritic, NetworkConfig
     from simrl.cli.bench import baselines
-    from simrl.cli.bench.machine import finish, machine_info
+    from simrl.core.machine import finish, machine_info
     from simrl.integrations.rsl_rl import RslRlVecEnv, train_cfg
     from simrl.ppo import PPO, PPOConfig
     from simrl.train import resolve_device

@@ -189,7 +189,7 @@ def measure_task(task: str, n: int, steps: int, rounds: int, threads: int) -> di
 
 
 def run(args: Config) -> int:
-    from simrl.cli.bench.machine import finish, machine_info
+    from simrl.core.machine import finish, machine_info
     threads = args.threads or len(os.sched_getaffinity(0))
     info = machine_info(threads)
     results = [measure_task(t, args.num_envs, args.steps, args.rounds, threads) for t in args.tasks]

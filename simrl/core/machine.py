@@ -33,11 +33,12 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
-def machine_info(threads: int) -> dict:
-    """The run's context: CPU, cores, threads given to every contender, versions, the load
-    average (1, 5, 15 min) when it starts (the machine may be shared) and the command line."""
+def machine_info(threads: int, packages: tuple[str, ...] = PACKAGES) -> dict:
+    """The run's context: CPU, cores, threads given to every contender, versions of
+    ``packages``, the load average (1, 5, 15 min) when it starts (the machine may be shared)
+    and the command line."""
     return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "threads": threads,
-            "python": platform.python_version(), "versions": versions(),
+            "python": platform.python_version(), "versions": versions(packages),
             "load_avg_start": list(os.getloadavg()),
             "command": command()}
 
